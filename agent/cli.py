@@ -1,0 +1,130 @@
+"""`siaran-edge`: the command line of the gateway agent."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections import Counter
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent.logs import configure_logging
+from firmware_config.loader import LoadedConfig, load_config
+from firmware_config.problems import ConfigError
+
+if TYPE_CHECKING:
+    from agent.runtime import Agent
+
+EXIT_CONFIG = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_format, args.log_level)
+    code: int = args.func(args)
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="siaran-edge",
+        description="Gateway agent: street lights and hotspots that report their own faults.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
+    parser.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], default="info"
+    )
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    check = sub.add_parser("check-config", help="validate a config, its inventory and profiles")
+    check.add_argument("config", type=Path)
+    check.set_defaults(func=cmd_check_config)
+
+    run = sub.add_parser("run", help="run the gateway agent")
+    run.add_argument("--config", type=Path, required=True)
+    run.add_argument(
+        "--once", action="store_true", help="poll every device once, print the readings and exit"
+    )
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="simulated devices on loopback, polled by the agent")
+    demo.add_argument("--rounds", type=int, default=3, help="poll rounds to show (0 = forever)")
+    demo.add_argument("--interval", type=float, default=5.0, help="seconds between rounds")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("siaran-edge")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _load(path: Path) -> LoadedConfig | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: {len(exc.problems)} problem(s) in the configuration:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    kinds = Counter(d.kind for d in config.devices)
+    used = sorted({d.profile for d in config.devices})
+    print(f"{args.config}: valid (config version {config.version})")
+    print(f"  gateway {config.gateway.gateway.id} at {config.gateway.gateway.site}")
+    print(
+        f"  devices: {len(config.devices)} ("
+        + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        + ")"
+    )
+    print(f"  profiles in use: {', '.join(used) or 'none'}; known: {len(config.profiles)}")
+    broker = config.gateway.broker
+    print(f"  central broker: {f'{broker.host}:{broker.port}' if broker else 'none (offline)'}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    from agent.readings_table import readings_table
+    from agent.runtime import Agent
+
+    agent = Agent(config)
+    if args.once:
+        readings = asyncio.run(agent.poll_once())
+        devices = {d.id: d for d in config.devices}
+        print(readings_table(readings, devices, config.profiles))
+        return 0 if all(r.ok for r in readings) else 1
+    asyncio.run(_run_until_signalled(agent))
+    return 0
+
+
+async def _run_until_signalled(agent: Agent) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await agent.run(stop)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from agent.demo.run import run_demo
+
+    return run_demo(rounds=args.rounds, interval_s=args.interval)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Demo helpers: simulated SNMP devices (live street-light controllers, recorded real APs)."""
