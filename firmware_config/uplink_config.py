@@ -21,16 +21,16 @@ class OutboxConfig(BaseModel):
         "outbox.db", pattern=r"^[A-Za-z0-9._-]+$", description="SQLite file inside state_dir"
     )
     max_bytes: int = Field(
-        32 * MiB,
-        ge=64 * 1024,
-        description="Payload bytes kept on disk (faults + spilled telemetry). When reached, the "
-        "oldest telemetry is dropped (and counted) to make room",
-    )
-    fault_hard_cap_bytes: int = Field(
         128 * MiB,
         ge=64 * 1024,
+        description="Payload bytes kept on disk (faults + spilled telemetry); about 26 h of "
+        "telemetry of 500 devices. When reached, the oldest telemetry is dropped (and counted)",
+    )
+    fault_hard_cap_bytes: int = Field(
+        256 * MiB,
+        ge=64 * 1024,
         description="Faults are kept beyond max_bytes up to this cap (disk safety); a fault "
-        "beyond it is refused: submit_fault raises OutboxFull, it is logged and counted",
+        "beyond it is refused: submit_fault raises OutboxFullError, it is logged and counted",
     )
     telemetry_memory_bytes: int = Field(
         2 * MiB,
