@@ -7,11 +7,12 @@ import asyncio
 import signal
 import sys
 from collections import Counter
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent.faults.maintenance_cli import add_command as add_maintenance_command
 from agent.logs import configure_logging
+from agent.version import agent_version
 from firmware_config.loader import LoadedConfig, load_config
 from firmware_config.problems import ConfigError
 
@@ -34,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="siaran-edge",
         description="Gateway agent: street lights and hotspots that report their own faults.",
     )
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action="version", version=agent_version())
     parser.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
     parser.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], default="info"
@@ -56,24 +57,40 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rounds", type=int, default=3, help="poll rounds to show (0 = forever)")
     demo.add_argument("--interval", type=float, default=5.0, help="seconds between rounds")
     demo.set_defaults(func=cmd_demo)
+
+    tail = sub.add_parser("tail", help="print the messages of this gateway's MQTT branch")
+    tail.add_argument("--config", type=Path, required=True)
+    tail.set_defaults(func=cmd_tail)
+
+    add_maintenance_command(sub)
+
+    from central.cli import add_commands as add_central_commands  # argparse only; lazy inside
+
+    add_central_commands(sub)
     return parser
 
 
-def _version() -> str:
-    try:
-        return metadata.version("siaran-edge")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def _load(path: Path) -> LoadedConfig | None:
+    """The config with its rule settings checked too; None (problems printed) when invalid."""
+    from agent.faults.rules import RULES
+    from agent.faults.settings import check_rule_settings
+
     try:
-        return load_config(path)
+        config = load_config(path)
     except ConfigError as exc:
-        print(f"{path}: {len(exc.problems)} problem(s) in the configuration:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
+        _print_problems(path, exc)
         return None
+    problems = check_rule_settings(config, RULES)
+    if problems:
+        _print_problems(path, ConfigError(problems))
+        return None
+    return config
+
+
+def _print_problems(path: Path, error: ConfigError) -> None:
+    print(f"{path}: {len(error.problems)} problem(s) in the configuration:", file=sys.stderr)
+    for problem in error.problems:
+        print(f"  - {problem}", file=sys.stderr)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -118,6 +135,12 @@ async def _run_until_signalled(agent: Agent) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await agent.run(stop)
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from uplink.tail import main as tail_main
+
+    return tail_main(args.config)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

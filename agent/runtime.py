@@ -14,16 +14,44 @@ from typing import Any
 import structlog
 
 from agent.clock import Clock, SystemClock
+from agent.clock_sync import clock_synchronised
+from agent.faults.engine import FaultEngine
+from agent.faults.rules import RULES
 from agent.scheduler import PollJob, ReadingSink, Scheduler, poll_guarded
 from agent.state_store import StateStore
+from agent.version import agent_version
 from collectors.mqtt_json import MqttDeviceCollector
 from collectors.reading import Reading, ReadingError
 from collectors.snmp import SnmpCollector
 from firmware_config.loader import LoadedConfig
+from uplink.publisher import GatewayInfo, Uplink
 
 log = structlog.get_logger(__name__)
 
 SILENCE_CHECK_S = 5.0
+ENGINE_TICK_S = 5.0
+
+
+async def _until_stop_or_failure(
+    stopper: asyncio.Task[Any], tasks: list[asyncio.Task[Any]]
+) -> BaseException | None:
+    """Wait for the stop signal, or for a part to fail (a part may also end normally, e.g. the
+    uplink when there is no broker); returns the failure, if that is what ended the wait."""
+    pending = {stopper, *tasks}
+    while stopper in pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for task in done - {stopper}:
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                log.error("agent_part_failed", part=task.get_name(), error=repr(error))
+                return error
+    return None
+
+
+async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @dataclass
@@ -56,36 +84,65 @@ class Agent:
 
     async def _fan_out(self, reading: Reading) -> None:
         for sink in self.sinks:
-            await sink(reading)
+            try:
+                await sink(reading)
+            except Exception:  # one part's bug must not keep a reading from the others
+                log.exception("reading_sink_failed", device=reading.device_id)
+
+    def _gateway_info(self) -> GatewayInfo:
+        return GatewayInfo(
+            agent_version=agent_version(),
+            config_version=self.config.version,
+            device_count=len(self.config.devices),
+            clock_synced=clock_synchronised(),
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll and record until `stop` is set, then shut down cleanly."""
+        """Poll, judge, record and report until `stop` is set, then shut down cleanly.
+
+        Shutdown order: stop the sources (scheduler, MQTT devices) first, then the fault engine
+        (its last events go to the outbox), then the uplink (goodbye status), then the stores.
+        """
+        gw = self.config.gateway
         log.info(
             "agent_started",
-            gateway=self.config.gateway.gateway.id,
+            gateway=gw.gateway.id,
             devices=len(self.config.devices),
             config_version=self.config.version,
         )
-        self.store = StateStore(self.config.gateway.state_dir / "state.db")
-        self.sinks.insert(0, self.store.record)
-        tasks: list[asyncio.Task[Any]] = [
-            asyncio.create_task(self.scheduler.run(), name="scheduler"),
-            asyncio.create_task(self.store.run(), name="state-store"),
+        self.store = StateStore(gw.state_dir / "state.db")
+        self.uplink = Uplink.from_config(gw, self._gateway_info, clock=self.clock)
+        await self.uplink.open()
+        self.engine = FaultEngine(
+            self.config,
+            RULES,
+            self.clock,
+            self.uplink.submit_fault,
+            clock_synced=clock_synchronised,
+        )
+        await self.engine.open()
+        self.sinks[:0] = [self.store.record, self.engine.on_reading]
+        sources: list[asyncio.Task[Any]] = [
+            asyncio.create_task(self.scheduler.run(), name="scheduler")
         ]
         if self.mqtt is not None:
-            tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt-devices"))
-            tasks.append(asyncio.create_task(self._watch_silence(self.mqtt), name="mqtt-silence"))
+            sources.append(asyncio.create_task(self.mqtt.run(), name="mqtt-devices"))
+            sources.append(asyncio.create_task(self._watch_silence(self.mqtt), name="silence"))
+        services = [
+            asyncio.create_task(self.store.run(), name="state-store"),
+            asyncio.create_task(self.engine.run(ENGINE_TICK_S), name="fault-engine"),
+            asyncio.create_task(self.uplink.run(), name="uplink"),
+        ]
         stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        stopper.cancel()
+        failed = await _until_stop_or_failure(stopper, [*sources, *services])
+        await _cancel(sources)
+        await _cancel(services[1:2])
+        await self.engine.close()
+        await self.uplink.close()
+        await _cancel([services[0], services[2], stopper])
         await self.close()
-        for task in done - {stopper}:
-            error = task.exception()  # a part that ended by itself ended on an error
-            if error is not None:
-                raise error
+        if failed is not None:
+            raise failed
         log.info("agent_stopped")
 
     async def _watch_silence(self, mqtt: MqttDeviceCollector) -> None:

@@ -222,6 +222,10 @@ class GatewayConfig(Strict):
     )
     snmp_credentials: dict[str, SnmpCredentials] = Field(default_factory=dict)
     device: list[Device] = Field(default_factory=list, description="Devices listed inline")
+    rules: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="[rules.NAME] settings of the fault rules (checked by the fault engine)",
+    )
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
 
     @field_validator("inventory")

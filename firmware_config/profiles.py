@@ -6,7 +6,7 @@ their own in a folder named by `profile_dirs` in the gateway config, without tou
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -70,6 +70,9 @@ class Profile(Strict):
     metrics: list[SnmpMetric] = Field(default_factory=list)
     tables: list[SnmpTable] = Field(default_factory=list)
     fields: list[MqttMetric] = Field(default_factory=list)
+    rules: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="[rules.NAME] defaults for devices of this profile"
+    )
     expected_period_s: float | None = Field(
         None, gt=0, description="MQTT: how often the device publishes (silence detection)"
     )
@@ -97,5 +100,6 @@ class Profile(Strict):
                 "metrics": [m for m in base.metrics if m.name not in own] + self.metrics,
                 "tables": [t for t in base.tables if t.name not in own] + self.tables,
                 "fields": [f for f in base.fields if f.name not in own] + self.fields,
+                "rules": {**base.rules, **self.rules},
             }
         )

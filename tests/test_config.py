@@ -297,3 +297,10 @@ def test_configuration_doc_names_every_setting() -> None:
                 continue
             forms = (f"`{name}`", f"`{name}.", f"`[{name}]`")
             assert any(f in doc for f in forms), f"{model.__name__}.{name} is not documented"
+
+
+def test_rules_reference_is_current() -> None:
+    from agent.faults.rules_doc import render
+
+    doc = Path(__file__).parents[1] / "docs" / "rules.md"
+    assert doc.read_text() == render(), "run: python -m agent.faults.rules_doc docs/rules.md"

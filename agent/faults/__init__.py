@@ -1,0 +1,1 @@
+"""The fault engine: rules observe readings, the lifecycle debounces them into fault events."""
