@@ -1,0 +1,1 @@
+"""The central consumer: fault events from every gateway become SIARAN reports."""
