@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--config", type=Path, required=True)
     tail.set_defaults(func=cmd_tail)
 
+    hash_pw = sub.add_parser(
+        "hash-password", help="read a password (prompt or stdin), print its hash for [web] users"
+    )
+    hash_pw.set_defaults(func=cmd_hash_password)
+
     add_maintenance_command(sub)
 
     from central.cli import add_commands as add_central_commands  # argparse only; lazy inside
@@ -135,6 +140,12 @@ async def _run_until_signalled(agent: Agent) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await agent.run(stop)
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    from agent.web.passwords import hash_password_command
+
+    return hash_password_command()
 
 
 def cmd_tail(args: argparse.Namespace) -> int:

@@ -5,6 +5,9 @@ and the semaphore is held per request, so a dead device only ever blocks one slo
 timeout. Scalars are read with one GET (split when very many or when the agent says tooBig);
 each table is walked with one GETBULK stream carrying all of its columns.
 
+`set` writes one of a profile's `writes` (e.g. the lamp command) with one SET; a SET that is
+not done raises SnmpSetError, whose message names the device and the cause, never a secret.
+
 SNMPv3: pysnmp keeps USM users per (agent engine ID, user name). Users are registered under
 the agent's own engine ID (found with a probe on first contact), so devices that share a user
 name but not its keys do not overwrite each other.
@@ -18,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import structlog
 from pysnmp.carrier.asyncio.dgram import udp, udp6
@@ -43,9 +46,10 @@ from pysnmp.hlapi.v3arch.asyncio import (
     UsmUserData,
     bulk_cmd,
     get_cmd,
+    set_cmd,
 )
 from pysnmp.hlapi.varbinds import MibViewControllerManager
-from pysnmp.proto import errind, rfc1905
+from pysnmp.proto import errind, rfc1902, rfc1905
 from pysnmp.proto.mpmod.rfc3412 import SnmpV3MessageProcessingModel
 from pysnmp.smi.compiler import DEFAULT_DEST
 
@@ -99,6 +103,27 @@ AUTH_FAILURES: list[tuple[type[Exception], str]] = [
     (errind.EncryptionError, "SNMPv3 encryption unavailable (is 'cryptography' installed?)"),
     (errind.NoEncryption, "SNMPv3 encryption unavailable (is 'cryptography' installed?)"),
 ]
+
+SetErrorCode = Literal[
+    "unsupported", "bad_value", "not_writable", "no_access", "wrong_value", "timeout", "auth",
+    "protocol",
+]  # fmt: skip
+# error-status of a refused SET -> code (RFC 3416 4.2.5)
+SET_REFUSALS: dict[str, SetErrorCode] = {
+    "notWritable": "not_writable",
+    "readOnly": "not_writable",
+    "noCreation": "not_writable",
+    "inconsistentName": "not_writable",
+    "noSuchName": "not_writable",
+    "noAccess": "no_access",
+    "authorizationError": "no_access",
+    "wrongType": "wrong_value",
+    "wrongValue": "wrong_value",
+    "wrongLength": "wrong_value",
+    "wrongEncoding": "wrong_value",
+    "inconsistentValue": "wrong_value",
+    "badValue": "wrong_value",
+}
 
 Auth: TypeAlias = CommunityData | UsmUserData
 Answer = tuple[int, int, list[Any]]  # error status, error index, varbinds
@@ -161,6 +186,15 @@ class _UsmRow:
     keys: object = None
     users: int = 0
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+
+class SnmpSetError(Exception):
+    """A SET that was not done; `code` for programs, the message (device, cause) for people."""
+
+    def __init__(self, device_id: str, code: SetErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.device_id = device_id
+        self.code = code
 
 
 class _PollError(Exception):
@@ -254,6 +288,52 @@ class SnmpCollector:
         )
         self._log_state(device, reading)
         return reading
+
+    async def set(self, device: Device, profile: Profile, write_name: str, value: float) -> None:
+        """SET the profile's write `write_name` to `value` (in its unit); SnmpSetError if not."""
+        write = profile.write(write_name)
+        if write is None or write.oid is None:
+            message = f"{device.id}: profile {profile.name} has no SNMP write {write_name!r}"
+            raise SnmpSetError(device.id, "unsupported", message)
+        try:
+            raw = write.raw(value)
+        except ValueError as exc:
+            raise SnmpSetError(device.id, "bad_value", f"{device.id}: {exc}") from None
+        poll = _Poll(device, profile)
+        timeout, retries = timing(device)
+        budget = (timeout * (retries + 1) + 1.0) * 3  # v3 discovery, the SET, slack
+        what = f"SET {write.name} = {raw} ({write.oid})"
+        try:
+            async with asyncio.timeout(budget) as poll.deadline:
+                poll.session = session = await self._session(device)
+                if session.auth is None:
+                    await self._discover(poll, session)
+                error, status, _, _ = await self._send(
+                    poll, [write.oid], value=rfc1902.Integer32(raw)
+                )
+                if error:
+                    raise self._failure(poll, error)
+        except _PollError as stop:
+            found = stop.error.code
+            code: SetErrorCode = (
+                "timeout" if found == "timeout" else "auth" if found == "auth" else "protocol"
+            )
+            message = f"{device.id}: {what} not done: {stop.error.message}"
+            raise SnmpSetError(device.id, code, message) from None
+        except TimeoutError:
+            message = f"{device.id}: {what} not done within {budget:.1f} s"
+            raise SnmpSetError(device.id, "timeout", message) from None
+        except Exception as exc:  # pysnmp trouble: reported with the device, scrubbed
+            message = self._scrub(
+                f"{device.id}: {what} failed: {type(exc).__name__}: {exc}", device
+            )
+            raise SnmpSetError(device.id, "protocol", message) from None
+        if status:
+            name = rfc1905.errorStatus.clone(status).prettyPrint()
+            where = f"{session.host}:{session.port}"
+            message = f"{device.id} ({where}) refused {what}: {name}"
+            raise SnmpSetError(device.id, SET_REFUSALS.get(name, "protocol"), message)
+        log.info("snmp_set", device=device.id, write=write.name, value=raw)
 
     # -- sessions and credentials ------------------------------------------------------------
 
@@ -352,21 +432,34 @@ class SnmpCollector:
     # -- requests -----------------------------------------------------------------------------
 
     async def _send(
-        self, poll: _Poll, oids: Sequence[str], repetitions: int = 0, auth: Auth | None = None
+        self,
+        poll: _Poll,
+        oids: Sequence[str],
+        repetitions: int = 0,
+        auth: Auth | None = None,
+        value: Any = None,
     ) -> tuple[Exception | None, int, int, list[Any]]:
-        """One GET (or GETBULK when repetitions > 0) while holding a concurrency slot."""
+        """One GET, GETBULK (repetitions > 0) or SET (a value for the one OID) in a slot."""
         session = poll.session
         assert session is not None
         auth = auth or session.auth
         assert auth is not None
         engine = self._engine_now()
-        varbinds = [self._varbind(oid) for oid in oids]
+        if value is None:
+            varbinds = [self._varbind(oid) for oid in oids]
+        else:
+            varbinds = [ObjectType(ObjectIdentity(oids[0]), value)]
         queued = time.monotonic()
         async with self._usm_row(session, auth), self._slots:
             poll.extend_deadline(time.monotonic() - queued)
             try:
                 async with asyncio.timeout(session.request_limit):
-                    if repetitions:
+                    if value is not None:
+                        answer = await set_cmd(
+                            engine, auth, session.target, session.context,
+                            *varbinds, lookupMib=False,
+                        )  # fmt: skip
+                    elif repetitions:
                         answer = await bulk_cmd(
                             engine, auth, session.target, session.context,
                             0, repetitions, *varbinds, lookupMib=False,

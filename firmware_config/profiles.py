@@ -55,10 +55,47 @@ class SnmpTable(Strict):
     max_rows: int = Field(256, ge=1, le=100_000, description="Stop walking after this many rows")
 
 
+FieldPath = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")]
+
+
 class MqttMetric(ValueSpec):
     """A metric taken from a JSON payload; 'field' is a dotted path such as 'power.active'."""
 
-    field: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")]
+    field: FieldPath
+
+
+class Write(Strict):
+    """Something the gateway may set on a device (e.g. switch the lamp), in the unit's terms.
+
+    SNMP: a SET of `oid` with an INTEGER (raw = value / scale). MQTT: a JSON object with the raw
+    value at `field`, published (QoS 1) on `command_topic`, a template with {address} (the
+    device's telemetry topic) and {id}, e.g. "{address}/set".
+    """
+
+    name: MetricName
+    type: Literal["int"] = "int"
+    scale: float = Field(1.0, gt=0, description="Raw value times scale gives the value in 'unit'")
+    unit: str = ""
+    min: float = Field(description="Lowest value allowed, in 'unit'")
+    max: float = Field(description="Highest value allowed, in 'unit'")
+    description: str = Field("", description="What the values mean")
+    oid: Oid | None = Field(None, description="SNMP: object to SET (with its instance)")
+    command_topic: str | None = Field(None, min_length=1, description="MQTT: topic template")
+    field: FieldPath | None = Field(None, description="MQTT: where the value goes in the JSON")
+
+    @model_validator(mode="after")
+    def _range(self) -> Write:
+        if self.min > self.max:
+            raise ValueError("min is above max")
+        if self.command_topic is not None and any(c in self.command_topic for c in "+#"):
+            raise ValueError("command_topic cannot hold a wildcard")
+        return self
+
+    def raw(self, value: float) -> int:
+        """The value to send for `value` (in the unit); ValueError when it is out of range."""
+        if not self.min <= value <= self.max:
+            raise ValueError(f"{self.name}: {value:g} is outside {self.min:g}..{self.max:g}")
+        return round(value / self.scale)
 
 
 class Profile(Strict):
@@ -76,6 +113,7 @@ class Profile(Strict):
     expected_period_s: float | None = Field(
         None, gt=0, description="MQTT: how often the device publishes (silence detection)"
     )
+    writes: list[Write] = Field(default_factory=list, description="What the gateway may set")
 
     @model_validator(mode="after")
     def _shape(self) -> Profile:
@@ -88,12 +126,25 @@ class Profile(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"metric or table names used twice: {', '.join(dupes)}")
+        writes = [w.name for w in self.writes]
+        if len(set(writes)) != len(writes):
+            raise ValueError("write names used twice")
+        for w in self.writes:
+            snmp_shaped = w.oid is not None and w.command_topic is None and w.field is None
+            mqtt_shaped = w.oid is None and w.command_topic is not None and w.field is not None
+            if not (snmp_shaped if self.protocol == "snmp" else mqtt_shaped):
+                need = "'oid'" if self.protocol == "snmp" else "'command_topic' and 'field'"
+                raise ValueError(f"write {w.name}: an {self.protocol} write gives {need} only")
         return self
+
+    def write(self, name: str) -> Write | None:
+        return next((w for w in self.writes if w.name == name), None)
 
     def merged_with(self, base: Profile) -> Profile:
         """This profile with the base's metrics and tables first (own entries override by name)."""
         own = {m.name for m in self.metrics} | {t.name for t in self.tables}
         own |= {f.name for f in self.fields}
+        own_writes = {w.name for w in self.writes}
         return self.model_copy(
             update={
                 "extends": None,
@@ -101,5 +152,6 @@ class Profile(Strict):
                 "tables": [t for t in base.tables if t.name not in own] + self.tables,
                 "fields": [f for f in base.fields if f.name not in own] + self.fields,
                 "rules": {**base.rules, **self.rules},
+                "writes": [w for w in base.writes if w.name not in own_writes] + self.writes,
             }
         )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from agent.demo.snmp_sim import SnmpSimulator
 from agent.demo.snmprec import Oid, parse_oid, read_snmprec
@@ -144,6 +144,57 @@ def test_every_table_shares_one_index(profiles: dict[str, Profile]) -> None:
         for table in profile.tables:
             entries = {c.oid.rsplit(".", 1)[0] for c in table.columns}
             assert len(entries) == 1 or entries == if_entries, (profile.name, table.name)
+
+
+# --- writes -------------------------------------------------------------------------------------
+
+
+def test_street_light_profiles_declare_the_lamp_command(profiles: dict[str, Profile]) -> None:
+    snmp = profiles["pju-generic"].write("lamp_command")
+    mqtt = profiles["pju-mqtt-json"].write("lamp_command")
+    assert snmp is not None and mqtt is not None
+    assert snmp.oid == "1.3.6.1.4.1.32473.3416.1.1"  # uCIFI 3416/1 Command, instance 1
+    assert (mqtt.command_topic, mqtt.field) == ("{address}/set", "lamp.dim")
+    for w in (snmp, mqtt):
+        assert (w.type, w.min, w.max, w.unit) == ("int", 0, 100, "%")
+        assert (w.raw(0), w.raw(100)) == (0, 100)
+        with pytest.raises(ValueError, match="outside"):
+            w.raw(101)
+    assert profiles["snmp-host"].writes == profiles["mikrotik-routeros"].writes == []
+
+
+@pytest.mark.parametrize("name", SHIPPED_NAMES)
+def test_docs_name_every_write(name: str, profiles: dict[str, Profile]) -> None:
+    text = (DOCS / f"{name}.md").read_text(encoding="utf-8")
+    for write in profiles[name].writes:
+        assert f"`{write.name}`" in text, f"{name}.md does not mention {write.name}"
+        assert (write.oid or write.command_topic or "") in text
+
+
+def test_the_write_must_fit_the_protocol() -> None:
+    base = {"name": "x", "kinds": ["streetlight"], "protocol": "snmp"}
+    snmp_write = {"name": "lamp_command", "min": 0, "max": 100, "oid": "1.3.6.1.4.1.1.0"}
+    mqtt_write = {"name": "lamp_command", "min": 0, "max": 100,
+                  "command_topic": "{address}/set", "field": "lamp.dim"}  # fmt: skip
+    assert Profile.model_validate({**base, "writes": [snmp_write]}).write("lamp_command")
+    for profile in (
+        {**base, "writes": [mqtt_write]},
+        {**base, "protocol": "mqtt", "writes": [snmp_write]},
+        {**base, "protocol": "mqtt", "writes": [{**mqtt_write, "field": None}]},
+        {**base, "writes": [snmp_write, snmp_write]},
+        {**base, "writes": [{**snmp_write, "min": 101}]},
+        {**base, "protocol": "mqtt", "writes": [{**mqtt_write, "command_topic": "a/#"}]},
+    ):
+        with pytest.raises(ValidationError):
+            Profile.model_validate(profile)
+
+
+def test_a_profile_that_extends_another_inherits_its_writes(tmp_path: Path) -> None:
+    (tmp_path / "pju-vendor.toml").write_text(
+        'name = "pju-vendor"\nprotocol = "snmp"\nkinds = ["streetlight"]\nextends = "pju-generic"\n'
+    )
+    profile = load_profiles([tmp_path])["pju-vendor"]
+    assert profile.write("lamp_command") == load_profiles()["pju-generic"].write("lamp_command")
 
 
 # --- docs and samples -------------------------------------------------------------------------

@@ -29,6 +29,7 @@ END = "No more variables left in this MIB View"
 V = "1.3.6.1.4.1.32473.3418.1.1"  # supply voltage, 0.1 V
 P = "1.3.6.1.4.1.32473.3418.4.1"  # active power, 0.1 W
 DIM = "1.3.6.1.4.1.32473.3416.2.1"
+COMMAND = "1.3.6.1.4.1.32473.3416.1.1"  # 3416/1: the one writable object
 LAMP_FAILURE = "1.3.6.1.4.1.32473.3416.5.1"
 LAMP_ON = "1.3.6.1.4.1.32473.1.1.1"
 UPTIME = "1.3.6.1.2.1.1.3.0"
@@ -128,6 +129,17 @@ def test_lamp_counters_integrate_over_time() -> None:
     assert lamp.uptime_s == pytest.approx(120)
     lamp.reboot()
     assert lamp.uptime_s == 0
+
+
+def test_lamp_command_sets_level_and_switch() -> None:
+    lamp = LampController(rated_w=60, clock=FakeClock())
+    lamp.command(75)
+    assert (lamp.dim, lamp.lamp_on) == (75, True)
+    assert lamp.active_power == pytest.approx(45.4)
+    lamp.command(0)
+    assert (lamp.lamp_on, lamp.dim_measured, lamp.switch_count) == (False, 0, 1)
+    with pytest.raises(ValueError, match="outside"):
+        lamp.command(101)
 
 
 def test_lamp_update_rejects_unknown_fields() -> None:
@@ -267,9 +279,45 @@ async def test_offline_lamp_gets_no_answer_until_it_comes_back(sim: SnmpSimulato
     assert rc == 0 and value_of(out[0]).startswith("Timeticks: (")
 
 
-async def test_set_is_refused(sim: SnmpSimulator) -> None:
-    rc, _, err = await cli("snmpset", sim.port, "pju-0001", DIM, "i", "10")
+async def test_set_of_the_lamp_command_switches_the_lamp(sim: SnmpSimulator) -> None:
+    lamp = sim.lamp("pju-0001")
+    rc, out, err = await cli("snmpset", sim.port, "pju-0001", COMMAND, "i", "40")
+    assert rc == 0, err
+    assert value_of(out[0]) == "INTEGER: 40"
+    assert (lamp.dim, lamp.lamp_on) == (40, True)
+    _, out, _ = await cli("snmpget", sim.port, "pju-0001", COMMAND, DIM, P, LAMP_ON)
+    assert [value_of(line) for line in out] == [
+        "INTEGER: 40", "INTEGER: 40", "Gauge32: 244", "INTEGER: 1",
+    ]  # fmt: skip
+    rc, _, _ = await cli("snmpset", sim.port, "pju-0001", COMMAND, "i", "0")
+    assert rc == 0 and (lamp.dim, lamp.lamp_on) == (0, False)
+    assert sim.lamp("pju-0002").lamp_on, "only the addressed lamp"
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        ((DIM, "i", "10"), "notWritable"),  # 3416/2 command in action: read-only
+        ((UPTIME, "t", "5"), "notWritable"),
+        ((COMMAND, "i", "101"), "wrongValue"),
+        ((COMMAND, "u", "50"), "wrongType"),  # Gauge32, not INTEGER
+        ((COMMAND, "i", "50", DIM, "i", "10"), "notWritable"),  # all or nothing
+    ],
+)
+async def test_every_other_set_is_refused(
+    sim: SnmpSimulator, args: tuple[str, ...], reason: str
+) -> None:
+    rc, _, err = await cli("snmpset", sim.port, "pju-0001", *args)
+    assert rc != 0 and reason in err
+    assert (sim.lamp("pju-0001").dim, sim.lamp("pju-0001").lamp_on) == (100, True)
+
+
+async def test_set_on_a_recording_or_an_offline_lamp(sim: SnmpSimulator) -> None:
+    rc, _, err = await cli("snmpset", sim.port, "routeros", COMMAND, "i", "10")
     assert rc != 0 and "notWritable" in err
+    sim.lamp("pju-0001").online = False
+    rc, _, err = await cli("snmpset", sim.port, "pju-0001", COMMAND, "i", "10")
+    assert rc != 0 and "Timeout" in err
     assert sim.lamp("pju-0001").dim == 100
 
 

@@ -9,6 +9,8 @@ and the next SNMP request sees the change. Power, current and power factor are d
 rated power, the dimming level and `health` (the share of the expected power the light source
 really draws: 1 healthy, about 0.5 for a degraded LED driver, 0 for a dead lamp). The energy and
 operating-hour counters integrate over time, `speedup` times faster than real time.
+
+`command(level)` is uCIFI 3416/1 Command, the one object an SNMP SET may change (the lamp test).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ LAMP: Oid = (*ENTERPRISE, 3416)  # uCIFI 3416 Outdoor Lamp Controller: LAMP + (r
 METER: Oid = (*ENTERPRISE, 3418)  # uCIFI 3418 Electrical Monitor: METER + (resource, instance)
 EXT: Oid = (*ENTERPRISE, 1)  # extension (not in uCIFI): EXT + (resource, instance)
 INSTANCE = 1  # a single-output controller
+COMMAND: Oid = (*LAMP, 1, INSTANCE)  # 3416/1 Command: the only writable object
 
 SYS_DESCR: Oid = (1, 3, 6, 1, 2, 1, 1, 1, 0)
 SYS_OBJECT_ID: Oid = (1, 3, 6, 1, 2, 1, 1, 2, 0)
@@ -146,6 +149,12 @@ class LampController:
             setattr(self, name, value)
         self.tick()
 
+    def command(self, level: int) -> None:
+        """uCIFI 3416/1 Command (a manual override): 0 switches off, 1..100 on at that level."""
+        if not 0 <= level <= 100:
+            raise ValueError(f"command {level} is outside 0..100")
+        self.update(lamp_on=level > 0, dim=level)
+
     def reboot(self) -> None:
         """The controller restarts: sysUpTime starts again from 0."""
         self.tick()
@@ -190,6 +199,7 @@ class LampController:
             Record((*EXT, 1, i), "2", truth(self.lamp_on)),
             Record((*EXT, 2, i), "2", truth(self.daylight)),
             Record((*EXT, 3, i), "66", max(round(self.lux), 0)),
+            Record(COMMAND, "2", self.dim_measured),  # the level last commanded (0: off)
             Record((*LAMP, 2, i), "2", self.dim),
             Record((*LAMP, 3, i), "2", self.dim_measured),
             Record((*LAMP, 5, i), "2", truth(self.lamp_failure)),

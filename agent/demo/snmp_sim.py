@@ -7,7 +7,8 @@ Like snmpsim, the v2c community names the device. Two kinds of device:
 
 Built on pysnmp 7's agent side: one SnmpEngine whose community table maps each community to an
 SNMP context of the same name, and one custom MIB instrumentation controller per context that
-answers GET, GETNEXT and GETBULK from a sorted OID table (SET is refused with notWritable).
+answers GET, GETNEXT and GETBULK from a sorted OID table. A SET is refused with notWritable,
+except on a lamp's 3416/1 Command (lamp.COMMAND): an INTEGER 0..100 switches it (`command()`).
 It runs in the caller's asyncio event loop. An unknown community gets no answer (as on a real
 agent), and so does a lamp whose `online` is False.
 
@@ -16,6 +17,7 @@ agent), and so does a lamp whose `online` is False.
     sim.add_recording("routeros", RECORDINGS / "routeros.snmprec")
     port = await sim.start()                    # devices may also be added after start()
     lamp.fail_lamp()                            # the next GET sees it
+    # snmpset -v2c -c pju-0001 127.0.0.1:PORT 1.3.6.1.4.1.32473.3416.1.1 i 100   (lamp on, 100 %)
     sim.close()                                 # or: async with SnmpSimulator() as sim: ...
 """
 
@@ -36,7 +38,7 @@ from pysnmp.proto.api import v2c
 from pysnmp.smi import error as smi_error
 from pysnmp.smi import instrum
 
-from agent.demo.lamp import LampController
+from agent.demo.lamp import COMMAND, LampController
 from agent.demo.snmprec import Oid, Record, read_snmprec
 
 RECORDINGS = Path(__file__).parent / "recordings"
@@ -93,11 +95,15 @@ class OidTable:
         return found, self._values[found]
 
 
+Writer = Callable[[Oid, Any], None]  # applies a SET of one object; raises an smi_error to refuse
+
+
 class _DeviceInstrum(instrum.AbstractMibInstrumController):  # type: ignore[misc]
     """The MIB of one simulated device; `view()` gives its table now, or None when silent."""
 
-    def __init__(self, view: Callable[[], OidTable | None]) -> None:
+    def __init__(self, view: Callable[[], OidTable | None], write: Writer | None = None) -> None:
         self._view = view
+        self._write = write
 
     def _table(self) -> OidTable:
         try:
@@ -125,7 +131,23 @@ class _DeviceInstrum(instrum.AbstractMibInstrumController):  # type: ignore[misc
 
     def write_variables(self, *var_binds: Any, **ctx: Any) -> list[tuple[Any, Any]]:
         self._table()
-        raise smi_error.NotWritableError(name=var_binds[0][0] if var_binds else None, idx=0)
+        if self._write is None or not var_binds:
+            raise smi_error.NotWritableError(name=var_binds[0][0] if var_binds else None, idx=0)
+        for idx, (name, value) in enumerate(var_binds):  # all or nothing: check every one first
+            _check_command(tuple(name), value, idx)
+        for name, value in var_binds:
+            self._write(tuple(name), value)
+        return [(name, value) for name, value in var_binds]
+
+
+def _check_command(oid: Oid, value: Any, idx: int) -> None:
+    """A lamp accepts a SET of its Command only, an INTEGER 0..100."""
+    if oid != COMMAND:
+        raise smi_error.NotWritableError(name=oid, idx=idx)
+    if value.tagSet != v2c.Integer.tagSet:
+        raise smi_error.WrongTypeError(name=oid, idx=idx)
+    if not 0 <= int(value) <= 100:
+        raise smi_error.WrongValueError(name=oid, idx=idx)
 
 
 class _BulkResponder(cmdrsp.BulkCommandResponder):  # type: ignore[misc]
@@ -179,7 +201,10 @@ class SnmpSimulator:
         def view() -> OidTable | None:
             return OidTable(lamp.records()) if lamp.online else None
 
-        self._add(community, view)
+        def write(oid: Oid, value: Any) -> None:
+            lamp.command(int(value))
+
+        self._add(community, view, write)
         self._lamps[community] = lamp
         return lamp
 
@@ -196,12 +221,14 @@ class SnmpSimulator:
     def communities(self) -> list[str]:
         return sorted(self._devices)
 
-    def _add(self, community: str, view: Callable[[], OidTable | None]) -> None:
+    def _add(
+        self, community: str, view: Callable[[], OidTable | None], write: Writer | None = None
+    ) -> None:
         if not community or not community.isascii():
             raise ValueError(f"community must be non-empty ASCII: {community!r}")
         if community in self._devices:
             raise ValueError(f"community {community!r} is already served")
-        self._devices[community] = _DeviceInstrum(view)
+        self._devices[community] = _DeviceInstrum(view, write)
         if self._context is not None:  # already serving: register it now
             self._register(len(self._devices), community)
 
