@@ -1,0 +1,347 @@
+"""Telemetry by exception: a ReadingSink that sends a metric only when it changed or is due.
+
+Per device and metric it keeps the last value sent and when. A metric is sent when
+- it changed beyond its deadband: numbers (gauges) by more than max(deadband_abs,
+  deadband_pct % of the last value sent); booleans and text on any change;
+  counters and timeticks when they went down (reset, wrap, reboot) or, if the metric has its
+  own `deadband_abs`, grew by more than that;
+- or its heartbeat ran out: `heartbeat_s` for numbers and counters, `state_heartbeat_s` for
+  booleans and text (both overridable per metric; a few noisy metrics of the shipped profiles
+  have built-in deadbands: BUILTIN_METRICS).
+Table cells are sent only for the columns listed in `[telemetry] tables`, named
+`TABLE.ROW.COLUMN`. `reachable` (bool) tells whether the device answered. A device's tags
+(DeviceMeta) ride along with its first sample after start and every `meta_interval_s`.
+Every `flush_interval_s` the samples collected are handed, as one TelemetryDraft, to each output
+(the uplink, the InfluxDB writer). Nothing is persisted: after a restart everything is sent once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+import structlog
+
+from collectors.reading import Reading, Value
+from firmware_config.loader import LoadedConfig
+from firmware_config.models import Device, SecretSource
+from firmware_config.profiles import Profile
+from firmware_config.telemetry_config import BUILTIN_METRICS, InfluxConfig, TelemetryConfig
+from uplink.contract import DeviceMeta, DeviceSamples, TelemetryDraft
+
+log = structlog.get_logger(__name__)
+
+REACHABLE = "reachable"
+HEARTBEAT_SLACK_S = 1.0  # a poll a little early still counts as due
+
+MetricClass = Literal["gauge", "counter", "state", "text"]
+Output = Callable[[TelemetryDraft], Awaitable[None]]
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class Policy:
+    cls: MetricClass
+    send: bool
+    heartbeat_s: float
+    deadband_abs: float
+    deadband_pct: float
+
+
+@dataclass
+class _Sent:
+    value: Value
+    at: datetime
+
+
+@dataclass
+class _Device:
+    profile: Profile
+    meta: DeviceMeta
+    columns: dict[str, list[str]]  # table -> columns sent (those the profile has)
+    sent: dict[str, _Sent] = field(default_factory=dict)
+    meta_at: datetime | None = None
+
+
+@dataclass
+class TelemetryStats:
+    readings: int = 0
+    values_seen: int = 0
+    values_sent: int = 0
+    samples: int = 0
+    batches: int = 0
+    output_failures: int = 0
+
+
+def device_meta(device: Device, profile: Profile) -> DeviceMeta:
+    return DeviceMeta(
+        kind=device.kind,
+        profile=profile.name,
+        circuit=device.circuit,
+        kelurahan=device.location.kelurahan,
+        kecamatan=device.location.kecamatan,
+    )
+
+
+def _class_of(profile: Profile, table: str, name: str, value: Value) -> MetricClass:
+    specs = profile.fields if profile.protocol == "mqtt" else profile.metrics
+    found = next((m.type for m in specs if m.name == name), None) if not table else None
+    if table:
+        tab = next((t for t in profile.tables if t.name == table), None)
+        found = next((c.type for c in tab.columns if c.name == name), None) if tab else None
+    if found in ("counter", "timeticks"):
+        return "counter"
+    if found == "bool" or (found is None and isinstance(value, bool)):
+        return "state"
+    if found == "str" or (found is None and not isinstance(value, int | float)):
+        return "text"
+    return "gauge"
+
+
+class Telemetry:
+    """The report-by-exception filter. `on_reading` is the agent's sink; `run` flushes."""
+
+    def __init__(
+        self,
+        config: TelemetryConfig,
+        devices: Iterable[tuple[Device, Profile]],
+        clock: Clock,
+        outputs: Sequence[Output] = (),
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.outputs = list(outputs)
+        self._devices = {d.id: _Device(p, device_meta(d, p), self._columns(p)) for d, p in devices}
+        self._policies: dict[tuple[str, str, str], Policy] = {}
+        self._pending: list[DeviceSamples] = []
+        self.stats = TelemetryStats()
+
+    def _columns(self, profile: Profile) -> dict[str, list[str]]:
+        out = {}
+        for table in profile.tables:
+            wanted = self.config.tables.get(table.name, [])
+            cols = [c.name for c in table.columns if c.name in wanted]
+            if cols:
+                out[table.name] = cols
+        return out
+
+    # -- deciding ------------------------------------------------------------------------
+
+    def policy(self, profile: Profile, table: str, name: str, value: Value) -> Policy:
+        key = (profile.name, table, name)
+        found = self._policies.get(key)
+        if found is None:
+            c = self.config
+            cls = _class_of(profile, table, name, value)
+            heartbeat = c.state_heartbeat_s if cls in ("state", "text") else c.heartbeat_s
+            o = c.metrics.get(name) or BUILTIN_METRICS.get(name)
+            if cls == "counter":  # a percentage of a running total means nothing
+                abs_db = o.deadband_abs if o and o.deadband_abs is not None else float("inf")
+                pct = 0.0
+            else:
+                abs_db = o.deadband_abs if o and o.deadband_abs is not None else c.deadband_abs
+                pct = o.deadband_pct if o and o.deadband_pct is not None else c.deadband_pct
+            found = Policy(
+                cls=cls,
+                send=o.send if o else True,
+                heartbeat_s=o.heartbeat_s if o and o.heartbeat_s is not None else heartbeat,
+                deadband_abs=abs_db,
+                deadband_pct=pct,
+            )
+            self._policies[key] = found
+        return found
+
+    def candidates(self, reading: Reading) -> dict[str, tuple[str, str, Value]]:
+        """Every value of a reading that telemetry may send: name -> (table, column, value)."""
+        dev = self._devices.get(reading.device_id)
+        out: dict[str, tuple[str, str, Value]] = {REACHABLE: ("", REACHABLE, reading.reachable)}
+        if dev is None:
+            return out
+        for name, value in reading.values.items():
+            out[name] = ("", name, value)
+        for table, columns in dev.columns.items():
+            for row, cells in reading.tables.get(table, {}).items():
+                for col in columns:
+                    if col in cells:
+                        out[f"{table}.{row}.{col}"] = (table, col, cells[col])
+        return out
+
+    def decide(self, reading: Reading) -> DeviceSamples | None:
+        """The sample to send for this reading (None: nothing changed, nothing due)."""
+        dev = self._devices.get(reading.device_id)
+        if dev is None:
+            return None
+        self.stats.readings += 1
+        at = reading.at
+        values: dict[str, Value] = {}
+        for name, (table, column, value) in self.candidates(reading).items():
+            self.stats.values_seen += 1
+            pol = self.policy(dev.profile, table, column, value)
+            if not pol.send:
+                continue
+            last = dev.sent.get(name)
+            if last is None or _due(last.at, at, pol.heartbeat_s) or _changed(pol, last, value):
+                values[name] = value
+                dev.sent[name] = _Sent(value, at)
+        if not values:
+            return None
+        meta = None
+        if dev.meta_at is None or _due(dev.meta_at, at, self.config.meta_interval_s):
+            meta, dev.meta_at = dev.meta, at
+        self.stats.values_sent += len(values)
+        self.stats.samples += 1
+        return DeviceSamples(device_id=reading.device_id, at=at, values=values, meta=meta)
+
+    async def on_reading(self, reading: Reading) -> None:
+        sample = self.decide(reading)
+        if sample is not None:
+            self._pending.append(sample)
+
+    # -- flushing ------------------------------------------------------------------------
+
+    def take(self) -> list[TelemetryDraft]:
+        """The samples collected since the last call, as batches of at most `max_batch_bytes`
+        (one, unless a big gateway's heartbeats come together; none when nothing changed)."""
+        drafts: list[TelemetryDraft] = []
+        group: list[DeviceSamples] = []
+        size = 0
+        for sample in self._pending:
+            n = len(sample.model_dump_json(by_alias=True)) + 1
+            if group and size + n > self.config.max_batch_bytes:
+                drafts.append(TelemetryDraft(samples=group))
+                group, size = [], 0
+            group.append(sample)
+            size += n
+        if group:
+            drafts.append(TelemetryDraft(samples=group))
+        self._pending = []
+        self.stats.batches += len(drafts)
+        return drafts
+
+    async def flush(self) -> None:
+        for draft in self.take():
+            for output in self.outputs:
+                try:
+                    await output(draft)
+                except Exception:  # one output's trouble must not stop the other
+                    self.stats.output_failures += 1
+                    log.exception("telemetry_output_failed")
+
+    async def run(self) -> None:
+        while True:
+            await self.clock.sleep(self.config.flush_interval_s)
+            await self.flush()
+
+
+def _due(last: datetime, now: datetime, interval_s: float) -> bool:
+    elapsed = (now - last).total_seconds()
+    return elapsed < 0 or elapsed + HEARTBEAT_SLACK_S >= interval_s  # < 0: the clock went back
+
+
+def _changed(pol: Policy, last: _Sent, value: Value) -> bool:
+    old = last.value
+    if not _number(old) or not _number(value):
+        return value != old or type(value) is not type(old)
+    assert isinstance(old, int | float) and isinstance(value, int | float)
+    if pol.cls == "counter":
+        return value < old or value - old > pol.deadband_abs
+    band = max(pol.deadband_abs, pol.deadband_pct / 100.0 * abs(old))
+    return abs(value - old) > band if band > 0 else value != old
+
+
+def _number(v: Value) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+# -- the gateway's wiring ------------------------------------------------------------------
+
+
+class TelemetryService:
+    """The filter plus, when `[influxdb]` is configured, the direct InfluxDB writer."""
+
+    def __init__(self, telemetry: Telemetry, influx: InfluxWriterLike | None) -> None:
+        self.telemetry = telemetry
+        self.influx = influx
+        self._task: asyncio.Task[None] | None = None
+
+    async def on_reading(self, reading: Reading) -> None:
+        await self.telemetry.on_reading(reading)
+
+    async def open(self) -> None:
+        if self.influx is not None:
+            await self.influx.open()
+
+    async def run(self) -> None:
+        self._task = asyncio.current_task()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.telemetry.run())
+            if self.influx is not None:
+                group.create_task(self.influx.run())
+
+    async def close(self) -> None:
+        """Stop, send what was collected (to the uplink's and InfluxDB's queues), close."""
+        task = self._task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.telemetry.flush()
+        if self.influx is not None:
+            await self.influx.close()
+
+
+class InfluxWriterLike(Protocol):
+    async def open(self) -> None: ...
+
+    async def submit(self, draft: TelemetryDraft) -> None: ...
+
+    async def run(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def telemetry_from_config(
+    config: LoadedConfig, clock: Clock, submit_mqtt: Output
+) -> TelemetryService | None:
+    """The gateway's telemetry as configured (None when disabled or with nowhere to go)."""
+    gw = config.gateway
+    tc = gw.telemetry
+    outputs: list[Output] = []
+    if tc.over_mqtt and gw.broker is not None:
+        outputs.append(submit_mqtt)
+    influx = None
+    if gw.influxdb is not None:
+        from uplink.influx import InfluxWriter  # only a gateway that writes directly needs it
+
+        devices = [(d, config.profile_of(d)) for d in config.devices]
+        influx = InfluxWriter(
+            _anchored(gw.influxdb, config.path.parent),
+            gw.gateway.id,
+            {d.id: device_meta(d, p) for d, p in devices},
+            gw.state_dir,
+            clock=clock,
+        )
+        outputs.append(influx.submit)
+    if not tc.enabled or not outputs:
+        return None
+    telemetry = Telemetry(tc, [(d, config.profile_of(d)) for d in config.devices], clock, outputs)
+    return TelemetryService(telemetry, influx)
+
+
+def _anchored(c: InfluxConfig, base: Path) -> InfluxConfig:
+    """Relative token and CA files are relative to the config file's folder."""
+    token = c.token
+    if token is not None and token.file is not None and not token.file.is_absolute():
+        token = SecretSource(file=base / token.file)
+    ca = c.ca_file if c.ca_file is None or c.ca_file.is_absolute() else base / c.ca_file
+    return c.model_copy(update={"token": token, "ca_file": ca})
