@@ -60,9 +60,12 @@ class Scheduler:
     jitter: float = 0.1
     rng: random.Random = field(default_factory=random.Random)
     stats: dict[str, DeviceStats] = field(default_factory=dict)
+    # when a poll last completed (reading handed on) or run() began; read by the watchdog
+    last_progress: float | None = None
 
     async def run(self) -> None:
         """Poll until cancelled."""
+        self.last_progress = self.clock.monotonic()
         async with asyncio.TaskGroup() as group:
             for job in self.jobs:
                 group.create_task(self._device_loop(job), name=f"poll:{job.device.id}")
@@ -84,6 +87,7 @@ class Scheduler:
                 await self.sink(reading)
             except Exception:  # a sink's bug must not stop polling this device
                 log.exception("reading_sink_failed", device=job.device.id)
+            self.last_progress = self.clock.monotonic()
             slot += 1
             behind = math.floor((self.clock.monotonic() - start) / interval) + 1 - slot
             if behind > 0:
