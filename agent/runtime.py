@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from agent.actions import GatewayActions
 from agent.clock import Clock, SystemClock
 from agent.clock_sync import clock_synchronised
 from agent.faults.engine import FaultEngine
 from agent.faults.rules import RULES
+from agent.lamp_test import publish_once
 from agent.scheduler import PollJob, ReadingSink, Scheduler, poll_guarded
 from agent.state_store import StateStore
+from agent.telemetry import telemetry_from_config
 from agent.version import agent_version
+from agent.watchdog import PollProgress, Watchdog, status_line
 from collectors.mqtt_json import MqttDeviceCollector
 from collectors.reading import Reading, ReadingError
 from collectors.snmp import SnmpCollector
@@ -100,8 +105,9 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> None:
         """Poll, judge, record and report until `stop` is set, then shut down cleanly.
 
-        Shutdown order: stop the sources (scheduler, MQTT devices) first, then the fault engine
-        (its last events go to the outbox), then the uplink (goodbye status), then the stores.
+        Shutdown order: the sources (scheduler, MQTT devices, status page) stop first, then the
+        telemetry flush and the fault engine (their last messages go to the outbox), then the
+        uplink (goodbye status), then the stores.
         """
         gw = self.config.gateway
         log.info(
@@ -110,7 +116,43 @@ class Agent:
             devices=len(self.config.devices),
             config_version=self.config.version,
         )
-        self.store = StateStore(gw.state_dir / "state.db")
+        store = await self._open_parts()
+        sources: list[asyncio.Task[Any]] = [
+            asyncio.create_task(self.scheduler.run(), name="scheduler")
+        ]
+        if self.mqtt is not None:
+            sources.append(asyncio.create_task(self.mqtt.run(), name="mqtt-devices"))
+            sources.append(asyncio.create_task(self._watch_silence(self.mqtt), name="silence"))
+        if gw.web is not None:  # the technician status page (agent/web/)
+            from agent.web.server import serve_agent
+
+            sources.append(asyncio.create_task(serve_agent(self, stop), name="web"))
+        if self.telemetry is not None:
+            sources.append(asyncio.create_task(self.telemetry.run(), name="telemetry"))
+        engine = asyncio.create_task(self.engine.run(ENGINE_TICK_S), name="fault-engine")
+        background = [
+            asyncio.create_task(store.run(), name="state-store"),
+            asyncio.create_task(self.uplink.run(), name="uplink"),
+            asyncio.create_task(self._watchdog().run(stop), name="watchdog"),
+        ]
+        stopper = asyncio.create_task(stop.wait())
+        failed = await _until_stop_or_failure(stopper, [*sources, engine, *background])
+        await _cancel(sources)
+        if self.telemetry is not None:
+            await self.telemetry.close()  # the last samples reach the outbox
+        await self.actions.close()  # pending lamp switch-backs are done now
+        await _cancel([engine])
+        await self.engine.close()
+        await self.uplink.close()
+        await _cancel([*background, stopper])
+        await self.close()
+        if failed is not None:
+            raise failed
+        log.info("agent_stopped")
+
+    async def _open_parts(self) -> StateStore:
+        gw = self.config.gateway
+        self.store = store = StateStore(gw.state_dir / "state.db")
         self.uplink = Uplink.from_config(gw, self._gateway_info, clock=self.clock)
         await self.uplink.open()
         self.engine = FaultEngine(
@@ -121,29 +163,40 @@ class Agent:
             clock_synced=clock_synchronised,
         )
         await self.engine.open()
-        self.sinks[:0] = [self.store.record, self.engine.on_reading]
-        sources: list[asyncio.Task[Any]] = [
-            asyncio.create_task(self.scheduler.run(), name="scheduler")
+        broker = gw.device_broker
+        self.actions = GatewayActions(
+            self.config,
+            self.engine,
+            self.uplink,
+            self.clock,
+            snmp=self.snmp,
+            mqtt_publish=functools.partial(publish_once, broker) if broker else None,
+        )
+        await self.actions.open()
+        self.telemetry = telemetry_from_config(
+            self.config, self.clock, self.uplink.submit_telemetry
+        )
+        parts: list[ReadingSink] = [
+            store.record,
+            self.engine.on_reading,
+            self.actions.on_reading,
         ]
-        if self.mqtt is not None:
-            sources.append(asyncio.create_task(self.mqtt.run(), name="mqtt-devices"))
-            sources.append(asyncio.create_task(self._watch_silence(self.mqtt), name="silence"))
-        services = [
-            asyncio.create_task(self.store.run(), name="state-store"),
-            asyncio.create_task(self.engine.run(ENGINE_TICK_S), name="fault-engine"),
-            asyncio.create_task(self.uplink.run(), name="uplink"),
-        ]
-        stopper = asyncio.create_task(stop.wait())
-        failed = await _until_stop_or_failure(stopper, [*sources, *services])
-        await _cancel(sources)
-        await _cancel(services[1:2])
-        await self.engine.close()
-        await self.uplink.close()
-        await _cancel([services[0], services[2], stopper])
-        await self.close()
-        if failed is not None:
-            raise failed
-        log.info("agent_stopped")
+        if self.telemetry is not None:
+            await self.telemetry.open()
+            parts.append(self.telemetry.on_reading)
+        self.sinks[:0] = parts
+        return store
+
+    def _watchdog(self) -> Watchdog:
+        """sd_notify for systemd: READY, then WATCHDOG only while polls make progress."""
+
+        def status() -> str:
+            connected = self.uplink.stats().connected if self.config.gateway.broker else None
+            return status_line(
+                len(self.config.devices), len(self.engine.active_faults()), connected
+            )
+
+        return Watchdog(PollProgress(self.scheduler, self.clock), self.clock, status)
 
     async def _watch_silence(self, mqtt: MqttDeviceCollector) -> None:
         while True:

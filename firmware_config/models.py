@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from firmware_config.uplink_config import OutboxConfig
+from firmware_config.web_config import WebConfig
 
 DeviceKind = Literal["streetlight", "hotspot"]
 
@@ -206,6 +207,10 @@ class GatewayIdentity(Strict):
     location: Location
 
 
+# Here, not at the top: telemetry_config needs SecretSource (defined above).
+from firmware_config.telemetry_config import InfluxConfig, TelemetryConfig  # noqa: E402
+
+
 class GatewayConfig(Strict):
     gateway: GatewayIdentity
     broker: BrokerConfig | None = Field(None, description="Central MQTT broker; none = run offline")
@@ -227,6 +232,9 @@ class GatewayConfig(Strict):
         description="[rules.NAME] settings of the fault rules (checked by the fault engine)",
     )
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    influxdb: InfluxConfig | None = Field(None, description="Direct InfluxDB writes; none = off")
+    web: WebConfig | None = Field(None, description="Technician status page; none = no page")
 
     @field_validator("inventory")
     @classmethod

@@ -17,13 +17,17 @@ from uplink.contract import (
     SCHEMA_VERSION,
     WIRE_MODELS,
     Ack,
+    ActionDraft,
     Command,
     CommandResult,
+    DeviceMeta,
     DeviceSamples,
     FaultDraft,
     FaultEvent,
     GatewayStatus,
+    LampTestReport,
     Location,
+    OperatorAction,
     OutboxStatus,
     ParsedTopic,
     TelemetryBatch,
@@ -63,6 +67,21 @@ def fault_event(seq: int = 7, replayed: bool = False) -> FaultEvent:
     return FaultEvent(**dict(draft()), gateway_id="gw-01", seq=seq, replayed=replayed)
 
 
+def action(**over: object) -> OperatorAction:
+    fields: dict[str, object] = {
+        "kind": "acknowledge",
+        "by": "budi",
+        "at": T0,
+        "device_id": "pju-0042",
+        "fault_type": "lamp_out",
+        "note": "teknisi di lokasi",
+        "gateway_id": "gw-01",
+        "replayed": False,
+    }
+    fields.update(over)
+    return OperatorAction.model_validate(fields)
+
+
 def samples() -> list[BaseModel]:
     """One message of every wire model."""
     status = GatewayStatus(
@@ -89,7 +108,15 @@ def samples() -> list[BaseModel]:
         ),
     )
     batch = TelemetryBatch(
-        samples=[DeviceSamples(device_id="pju-0042", at=T0, values={"power_w": 71.5, "on": True})],
+        samples=[
+            DeviceSamples(device_id="pju-0042", at=T0, values={"power_w": 71.5, "on": True}),
+            DeviceSamples(
+                device_id="pju-0043",
+                at=T0,
+                values={"interfaces.3.if_in_octets": 10},
+                meta=DeviceMeta(kind="streetlight", profile="pju-generic", circuit="PNL-07/A"),
+            ),
+        ],
         gateway_id="gw-01",
         replayed=False,
     )
@@ -98,7 +125,13 @@ def samples() -> list[BaseModel]:
     result = CommandResult(
         gateway_id="gw-01", command_id=cmd.command_id, name="lamp_test", outcome="done", at=T0
     )
-    return [status, fault_event(), batch, ack, cmd, result]
+    lamp_test = action(
+        kind="lamp_test",
+        fault_type=None,
+        note="",
+        result=LampTestReport(ok=True, minutes=5, power_w=60.4, expected_w=60.0, detail="ok"),
+    )
+    return [status, fault_event(), batch, ack, cmd, result, action(), lamp_test]
 
 
 def test_topic_tree_puts_the_gateway_right_under_the_root() -> None:
@@ -106,6 +139,7 @@ def test_topic_tree_puts_the_gateway_right_under_the_root() -> None:
     assert t.status == "siaran/v1/gw-01/status"
     assert t.fault == "siaran/v1/gw-01/fault"
     assert t.telemetry == "siaran/v1/gw-01/telemetry"
+    assert t.action == "siaran/v1/gw-01/action"
     assert t.ack == "siaran/v1/gw-01/ack"
     assert t.cmd("lamp_test") == "siaran/v1/gw-01/cmd/lamp_test"
     assert t.cmd() == "siaran/v1/gw-01/cmd/+"
@@ -115,6 +149,7 @@ def test_topic_tree_puts_the_gateway_right_under_the_root() -> None:
         "siaran/v1/+/status",
         "siaran/v1/+/fault",
         "siaran/v1/+/telemetry",
+        "siaran/v1/+/action",
         "siaran/v1/+/cmd-result/+",
     ]
 
@@ -129,11 +164,15 @@ def test_topics_refuse_levels_that_would_escape_the_branch(root: str, gw: str) -
 
 def test_parse_topic() -> None:
     assert parse_topic("siaran/v1", "siaran/v1/gw-01/fault") == ParsedTopic("gw-01", "fault", None)
+    assert parse_topic("siaran/v1", "siaran/v1/gw-01/action") == ParsedTopic(
+        "gw-01", "action", None
+    )
     assert parse_topic("siaran/v1", "siaran/v1/gw-01/cmd-result/x") == ParsedTopic(
         "gw-01", "cmd-result", "x"
     )
     for bad in (
         "siaran/v1/gw-01/fault/extra",
+        "siaran/v1/gw-01/action/x",
         "siaran/v1/gw-01/cmd",
         "siaran/v1/gw-01/nope",
         "siaran/v2/gw-01/fault",
@@ -194,6 +233,43 @@ def test_models_refuse_what_the_contract_does_not_allow() -> None:
         FaultEvent.model_validate({**json.loads(encode(fault_event())), "gateway_id": "a/b"})
 
 
+def test_operator_action_fields_and_kinds() -> None:
+    a = json.loads(encode(action()))
+    assert a["schema"] == SCHEMA_VERSION and a["replayed"] is False
+    assert (a["kind"], a["by"], a["at"], a["note"]) == (
+        "acknowledge", "budi", "2026-11-28T11:00:00Z", "teknisi di lokasi",
+    )  # fmt: skip
+    assert "seq" not in a  # actions are not in the fault seq space (docs/contract.md)
+    uuid.UUID(a["action_id"])
+    until = T0.replace(hour=15)
+    for ok in (
+        {"kind": "maintenance", "fault_type": None, "until": until},
+        {
+            "kind": "maintenance",
+            "fault_type": None,
+            "device_id": None,
+            "circuit": "A",
+            "until": until,
+        },
+        {"kind": "maintenance_end", "fault_type": None, "device_id": None, "circuit": "A"},
+    ):
+        action(**ok)
+    for bad in (
+        {"fault_type": None},  # acknowledge of what?
+        {"kind": "maintenance", "until": None},
+        {"kind": "maintenance", "circuit": "A", "until": until},  # device and circuit
+        {"kind": "maintenance_end", "device_id": None},
+        {"kind": "lamp_test"},  # no result
+        {"by": ""},
+        {"at": datetime(2026, 11, 28, 11, 0)},
+        {"note": "x" * 501},
+    ):
+        with pytest.raises(ValidationError):
+            action(**bad)
+    draft_ = ActionDraft(kind="maintenance_end", by="budi", at=T0, circuit="A")
+    assert OperatorAction(**dict(draft_), gateway_id="gw-01", replayed=True).circuit == "A"
+
+
 def test_committed_schemas_are_up_to_date() -> None:
     folder = ROOT / "docs" / "schemas"
     rendered = render_schemas()
@@ -216,7 +292,7 @@ def test_contract_imports_nothing_of_the_project() -> None:
 
 def test_tail_lines_are_readable() -> None:
     root = "siaran/v1"
-    status, fault, batch, ack, cmd, result = samples()
+    status, fault, batch, ack, cmd, result, acked, lamp_test = samples()
     line = format_message(root, "siaran/v1/gw-01/status", encode(status), retained=True)
     assert "STATUS ONLINE" in line and "devices=500" in line and "(retained)" in line
     offline = GatewayStatus.model_validate({**status.model_dump(), "state": "offline"})
@@ -227,7 +303,7 @@ def test_tail_lines_are_readable() -> None:
     assert "power_w=0" in line and "circuit=PNL-07/A" in line
     replayed = fault_event(replayed=True)
     assert "#7 REPLAYED" in format_message(root, "siaran/v1/gw-01/fault", encode(replayed))
-    assert "TELEMETRY 1 samples, 2 values" in format_message(
+    assert "TELEMETRY 2 samples, 3 values" in format_message(
         root, "siaran/v1/gw-01/telemetry", encode(batch)
     )
     assert "ACK central applied up to #5" in format_message(
@@ -237,5 +313,9 @@ def test_tail_lines_are_readable() -> None:
     assert "COMMAND-RESULT lamp_test done" in format_message(
         root, "siaran/v1/gw-01/cmd-result/lamp_test", encode(result)
     )
+    line = format_message(root, "siaran/v1/gw-01/action", encode(acked))
+    assert "ACTION acknowledge pju-0042 by budi lamp_out 'teknisi di lokasi'" in line
+    line = format_message(root, "siaran/v1/gw-01/action", encode(lamp_test))
+    assert "ACTION lamp_test pju-0042 by budi OK: ok" in line
     assert format_message(root, "siaran/v1/gw-01/fault", b"{}").startswith("! ")
     assert format_message(root, "elsewhere/x", b"hi").startswith("? ")

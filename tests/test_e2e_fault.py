@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.runtime import Agent
 from firmware_config.loader import load_config
@@ -94,18 +95,29 @@ def snmpset_power(address: str, tenths_of_watt: int) -> None:
     )
 
 
-async def wait_for(events: list[dict[str, object]], state: str, timeout: float = 25.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not any(e["fault_type"] == "lamp_failure" and e["state"] == state for e in events):
-            await asyncio.sleep(0.1)
+async def next_lamp_event(arrived: asyncio.Queue[dict[str, object]], state: str) -> None:
+    """Wait (at most 25 s) until a lamp_failure event in `state` arrives."""
+    async with asyncio.timeout(25):
+        while True:
+            event = await arrived.get()
+            if event["fault_type"] == "lamp_failure" and event["state"] == state:
+                return
 
 
 async def test_value_changed_on_an_snmp_agent_becomes_a_fault_event_on_the_broker(
     tmp_path: Path, broker: Mosquitto
 ) -> None:
     events: list[dict[str, object]] = []
-    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="e2e-watcher")
-    sub.on_message = lambda _c, _u, msg: events.append(json.loads(msg.payload))
+    arrived: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+
+    def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        event = json.loads(msg.payload)
+        events.append(event)
+        loop.call_soon_threadsafe(arrived.put_nowait, event)
+
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="e2e-watcher")
+    sub.on_message = on_message
     sub.connect("127.0.0.1", broker.port)
     sub.subscribe("siaran/v1/gw-e2e/fault", qos=1)
     sub.loop_start()
@@ -120,9 +132,9 @@ async def test_value_changed_on_an_snmp_agent_becomes_a_fault_event_on_the_broke
             await asyncio.sleep(2.5)  # healthy readings first: nothing to report
             assert events == []
             await asyncio.to_thread(snmpset_power, sim.address, 0)  # the lamp goes dark
-            await wait_for(events, "raised")
+            await next_lamp_event(arrived, "raised")
             await asyncio.to_thread(snmpset_power, sim.address, 604)  # repaired
-            await wait_for(events, "cleared")
+            await next_lamp_event(arrived, "cleared")
         finally:
             stop.set()
             await asyncio.wait_for(running, timeout=20)

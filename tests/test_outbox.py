@@ -17,6 +17,7 @@ from firmware_config.models import BrokerConfig
 from firmware_config.uplink_config import OutboxConfig
 from uplink.contract import (
     Ack,
+    ActionDraft,
     Command,
     DeviceSamples,
     FaultDraft,
@@ -128,6 +129,50 @@ async def test_render_marks_replayed_unless_sent_under_the_token_it_was_committe
     await box.close()
 
 
+def action(note: str) -> ActionDraft:
+    return ActionDraft(
+        kind="acknowledge", by="budi", at=T0, device_id="pju-0001", fault_type="lamp_out", note=note
+    )
+
+
+async def test_actions_are_durable_go_after_faults_and_have_no_seq(tmp_path: Path) -> None:
+    box = outbox(tmp_path)
+    await box.open()
+    await box.add_telemetry(telemetry(1))  # link down: on disk
+    first = await box.add_action(action("a1"))  # link down: replayed when sent
+    assert (first.gateway_id, first.replayed, first.note) == (GW, False, "a1")
+    await box.add_fault(fault(1))
+    counts = box.snapshot().counts
+    assert (counts.actions, counts.faults, counts.telemetry) == (1, 1, 1)
+    assert counts.next_seq == 2, "an action takes no fault seq"
+    # no close(): as after a kill, the action is on disk
+    again = outbox(tmp_path)
+    await again.open()
+    again.link_up(42)
+    await again.add_action(action("a2"))  # committed under this link: live
+    rows = await again.take(10)
+    assert [r.kind for r in rows] == ["fault", "action", "action", "telemetry"]
+    sent = [json.loads(again.render(r)) for r in rows[1:3]]
+    assert [(p["note"], p["replayed"]) for p in sent] == [("a1", True), ("a2", False)]
+    assert "seq" not in sent[0]
+    assert again.status().oldest_pending_at is not None
+    await again.done(rows[:2])
+    await again.link_down()
+    again.link_up(43)
+    left = await again.take(10)
+    assert [(r.kind, json.loads(again.render(r)).get("note")) for r in left] == [
+        ("action", "a2"),
+        ("telemetry", None),
+    ]
+    assert json.loads(again.render(left[0]))["replayed"] is True  # sent before, not acked
+    await again.done(left)
+    assert again.snapshot().counts.actions == 0
+    await again.add_action(action("a3"))  # keys keep increasing after deletes: not skipped
+    assert [r.kind for r in await again.take(10)] == ["action"]
+    await again.close()
+    await box.close()
+
+
 async def test_telemetry_stays_in_memory_while_up_and_goes_to_disk_while_down(
     tmp_path: Path,
 ) -> None:
@@ -148,9 +193,9 @@ async def test_telemetry_stays_in_memory_while_up_and_goes_to_disk_while_down(
     assert box.snapshot().counts.telemetry == 4
     rows = await box.take(10)
     sent = [json.loads(box.render(r)) for r in rows]
-    assert [p["samples"][0]["values"]["n"] for p in sent] == [1, 2, 3, 4]
+    assert [p["samples"][0]["v"]["n"] for p in sent] == [1, 2, 3, 4]
     assert [p["replayed"] for p in sent] == [True, True, True, False]
-    assert json.loads(first[0].payload)["samples"][0]["values"]["n"] == 1
+    assert json.loads(first[0].payload)["samples"][0]["v"]["n"] == 1
     await box.done(rows)
     assert box.snapshot().counts.telemetry == 0
     await box.add_telemetry(telemetry(5))  # backlog gone: memory again
@@ -172,7 +217,7 @@ async def test_memory_bound_spills_to_disk_and_keeps_order(tmp_path: Path) -> No
     snap = box.snapshot()
     assert (snap.memory_batches, snap.counts.telemetry) == (2, 3)
     rows = await box.take(10)
-    assert [json.loads(r.payload)["samples"][0]["values"]["n"] for r in rows] == [0, 1, 2, 3, 4]
+    assert [json.loads(r.payload)["samples"][0]["v"]["n"] for r in rows] == [0, 1, 2, 3, 4]
     await box.close()
 
 
@@ -195,7 +240,7 @@ async def test_full_store_drops_oldest_telemetry_keeps_faults_and_says_so(tmp_pa
     assert st.telemetry_dropped >= 5
     assert st.full and not st.faults_over_bound
     assert st.bytes_on_disk <= bound
-    kept = [json.loads(r.payload)["samples"][0]["values"]["n"] for r in await take_all(box)]
+    kept = [json.loads(r.payload)["samples"][0]["v"]["n"] for r in await take_all(box)]
     await box.link_down()
     assert kept == list(range(n_t - len(kept), n_t)), "oldest dropped first, order kept"
     # faults push telemetry out, then go beyond the bound, up to the hard cap

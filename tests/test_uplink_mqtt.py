@@ -610,7 +610,7 @@ async def test_sigkill_and_restart_lose_nothing_and_lwt_is_delivered(
     assert set(faults_done) <= got_faults
     replayed = {int(str(p["seq"])) for p in central.of("fault") if p["replayed"]}
     assert offline_seqs <= replayed
-    got_tele = {int(str(p["samples"][0]["values"]["i"])) for p in central.of("telemetry")}  # type: ignore[index]
+    got_tele = {int(str(p["samples"][0]["v"]["i"])) for p in central.of("telemetry")}  # type: ignore[index]
     offline_tele = set(stored(more, "telemetry"))
     assert offline_tele and offline_tele <= got_tele, "telemetry stored offline survives the kill"
     assert set(stored(lines3, "telemetry")) <= got_tele

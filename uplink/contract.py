@@ -8,6 +8,7 @@ Topic tree, under a configurable root (default ``siaran/v1``), one branch per ga
     {root}/{gateway_id}/status             gateway -> central  QoS 1, retained  GatewayStatus
     {root}/{gateway_id}/fault              gateway -> central  QoS 1            FaultEvent
     {root}/{gateway_id}/telemetry          gateway -> central  QoS 1            TelemetryBatch
+    {root}/{gateway_id}/action             gateway -> central  QoS 1            OperatorAction
     {root}/{gateway_id}/ack                central -> gateway  QoS 1, retained  Ack
     {root}/{gateway_id}/cmd/{name}         central -> gateway  QoS 1            Command
     {root}/{gateway_id}/cmd-result/{name}  gateway -> central  QoS 1            CommandResult
@@ -20,7 +21,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    model_validator,
+)
 
 SCHEMA_VERSION = 1
 
@@ -29,6 +38,7 @@ QOS_FAULT = 1
 QOS_TELEMETRY = 1
 QOS_ACK = 1
 QOS_COMMAND = 1
+QOS_ACTION = 1
 
 # One MQTT topic level: no '/', '+', '#'. Same rule as the gateway config's identifiers.
 GatewayId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
@@ -39,6 +49,7 @@ EvidenceValue = Value | list[Value]
 DeviceKind = Literal["streetlight", "hotspot", "gateway", "circuit"]
 FaultState = Literal["raised", "updated", "cleared"]
 Severity = Literal["info", "minor", "major", "critical"]
+ActionKind = Literal["acknowledge", "maintenance", "maintenance_end", "lamp_test"]
 
 
 class _Wire(BaseModel):
@@ -97,12 +108,37 @@ class FaultEvent(FaultDraft):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
 
-class DeviceSamples(_Wire):
-    """One device's metric values at one moment."""
+# Telemetry times are unix milliseconds on the wire (13 digits, not a 24-character ISO text).
+UnixMs = Annotated[
+    AwareDatetime,
+    PlainSerializer(lambda d: round(d.timestamp() * 1000), return_type=int, when_used="json"),
+]
 
-    device_id: str = Field(min_length=1, max_length=64)
-    at: AwareDatetime
-    values: dict[str, Value]
+
+class DeviceMeta(_Wire):
+    """What a device is: the tags of its time series. Sent with a device's first sample after
+    the agent starts and again every `[telemetry] meta_interval_s`, not with every sample."""
+
+    kind: Literal["streetlight", "hotspot"]
+    profile: str = Field(min_length=1, max_length=64)
+    circuit: str | None = None
+    kelurahan: str = ""
+    kecamatan: str = ""
+
+
+class DeviceSamples(_Wire):
+    """One device's metric values at one moment (short keys: telemetry is paid per byte)."""
+
+    device_id: str = Field(min_length=1, max_length=64, alias="d")
+    at: UnixMs = Field(alias="t", description="When read: unix time in milliseconds")
+    values: dict[str, Value] = Field(
+        alias="v", description="Metric -> value; table cells as TABLE.ROW.COLUMN"
+    )
+    meta: DeviceMeta | None = Field(
+        None, alias="m", exclude_if=lambda m: m is None, description="Present now and then"
+    )
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
 
 class TelemetryDraft(_Wire):
@@ -118,6 +154,62 @@ class TelemetryBatch(TelemetryDraft):
     schema_version: int = Field(SCHEMA_VERSION, alias="schema")
     gateway_id: GatewayId
     replayed: bool
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class LampTestReport(_Wire):
+    """What a lamp test found: the lamp switched on, its power read back."""
+
+    ok: bool = Field(description="The power read back is in the expected range")
+    minutes: int = Field(ge=1, description="How long the lamp stays on before going back")
+    power_w: float | None = Field(description="Active power read back while on")
+    expected_w: float | None = Field(description="Rated power at the commanded level")
+    detail: str = Field("", max_length=500, description="One line for the technician")
+
+
+class ActionDraft(_Wire):
+    """What a technician did on the gateway's status page; the uplink adds the gateway fields.
+
+    acknowledge: device_id + fault_type (+ note). maintenance: device_id or circuit + until.
+    maintenance_end: device_id or circuit. lamp_test: device_id + result.
+    """
+
+    action_id: uuid.UUID = Field(
+        default_factory=uuid.uuid4, description="Unique id: consumers drop duplicates by it"
+    )
+    kind: ActionKind
+    by: str = Field(min_length=1, max_length=64, description="The technician's user name")
+    at: AwareDatetime = Field(description="When it was done (gateway clock)")
+    device_id: str | None = Field(None, min_length=1, max_length=64)
+    circuit: str | None = Field(None, min_length=1, max_length=64)
+    fault_type: str | None = Field(None, min_length=1, max_length=64)
+    note: str = Field("", max_length=500)
+    until: AwareDatetime | None = Field(None, description="maintenance: end of the window")
+    result: LampTestReport | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> ActionDraft:
+        one_target = (self.device_id is None) != (self.circuit is None)
+        wanted = {
+            "acknowledge": self.device_id is not None and self.fault_type is not None,
+            "maintenance": one_target and self.until is not None,
+            "maintenance_end": one_target,
+            "lamp_test": self.device_id is not None and self.result is not None,
+        }
+        if not wanted[self.kind]:
+            raise ValueError(f"missing or conflicting fields for a {self.kind} action")
+        return self
+
+
+class OperatorAction(ActionDraft):
+    """Topic `{root}/{gateway_id}/action`, QoS 1, not retained. No seq: see docs/contract.md."""
+
+    schema_version: int = Field(SCHEMA_VERSION, alias="schema", description="Contract version")
+    gateway_id: GatewayId
+    replayed: bool = Field(
+        description="True when not sent live: queued through an outage or a restart"
+    )
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
@@ -213,13 +305,22 @@ WIRE_MODELS: dict[str, type[BaseModel]] = {
     "gateway_status": GatewayStatus,
     "fault_event": FaultEvent,
     "telemetry_batch": TelemetryBatch,
+    "operator_action": OperatorAction,
     "ack": Ack,
     "command": Command,
     "command_result": CommandResult,
 }
 
-Channel = Literal["status", "fault", "telemetry", "ack", "cmd", "cmd-result"]
-_CHANNELS: tuple[Channel, ...] = ("status", "fault", "telemetry", "ack", "cmd", "cmd-result")
+Channel = Literal["status", "fault", "telemetry", "action", "ack", "cmd", "cmd-result"]
+_CHANNELS: tuple[Channel, ...] = (
+    "status",
+    "fault",
+    "telemetry",
+    "action",
+    "ack",
+    "cmd",
+    "cmd-result",
+)
 _ROOT = re.compile(r"^[^+#]*[^/+#]$")
 _LEVEL = re.compile(r"^[^/+#]+$")
 
@@ -257,6 +358,10 @@ class Topics:
         return f"{self.branch}/telemetry"
 
     @property
+    def action(self) -> str:
+        return f"{self.branch}/action"
+
+    @property
     def ack(self) -> str:
         return f"{self.branch}/ack"
 
@@ -276,7 +381,8 @@ class ParsedTopic:
 
 def central_subscriptions(root: str) -> list[str]:
     """What a central consumer subscribes to, for every gateway."""
-    return [f"{root}/+/{c}" for c in ("status", "fault", "telemetry")] + [f"{root}/+/cmd-result/+"]
+    channels = ("status", "fault", "telemetry", "action")
+    return [f"{root}/+/{c}" for c in channels] + [f"{root}/+/cmd-result/+"]
 
 
 def parse_topic(root: str, topic: str) -> ParsedTopic | None:

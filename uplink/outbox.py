@@ -4,7 +4,7 @@
   committed together (group commit): one transaction, one fsync, for all faults that arrived
   while the previous commit ran.
 - Faults: committed (seq assigned, `synchronous=FULL`) before `add_fault` returns; deleted only
-  after their PUBACK.
+  after their PUBACK. Technician actions (`add_action`) the same, without a seq.
 - Telemetry: held in memory (bounded by `telemetry_memory_bytes`) while the link is up; written
   to the store only while the link is down, when the memory bound is reached, or at shutdown.
   While spilled telemetry waits on disk, new telemetry goes to disk too, so it stays in order.
@@ -31,14 +31,16 @@ import structlog
 
 from firmware_config.uplink_config import OutboxConfig
 from uplink.contract import (
+    ActionDraft,
     FaultDraft,
     FaultEvent,
+    OperatorAction,
     OutboxStatus,
     TelemetryBatch,
     TelemetryDraft,
     encode,
 )
-from uplink.store import FaultOutcome, Row, Store, StoreCounts
+from uplink.store import FaultOutcome, Kind, Row, Store, StoreCounts
 
 log = structlog.get_logger(__name__)
 
@@ -104,10 +106,11 @@ class Outbox:
         self._mem_inflight: dict[int, Row] = {}
         self._spilling = 0
         self._token = 0
-        self._after = {"fault": 0, "telemetry": 0}
+        self._after = {"fault": 0, "action": 0, "telemetry": 0}
         self._tkeys = itertools.count(1)
         self._work = asyncio.Event()
         self._faults = _GroupCommit[FaultDraft, FaultOutcome](self._commit_faults)
+        self._actions = _GroupCommit[ActionDraft, OperatorAction](self._commit_actions)
         self._spills = _GroupCommit[Row, int](self._commit_spills)
         self._reported_resets = 0
         self._background: set[asyncio.Task[None]] = set()
@@ -201,6 +204,16 @@ class Outbox:
         token = self._token
         return await self._call(self._store.add_faults, drafts, self.gateway_id, token)
 
+    async def add_action(self, draft: ActionDraft) -> OperatorAction:
+        """Commit a technician action (on disk, fsync, when this returns)."""
+        action = await self._actions.submit(draft)
+        self._work.set()
+        return action
+
+    async def _commit_actions(self, drafts: list[ActionDraft]) -> list[OperatorAction]:
+        token = self._token
+        return await self._call(self._store.add_actions, drafts, self.gateway_id, token)
+
     async def add_telemetry(self, draft: TelemetryDraft) -> None:
         """Keep a batch: in memory while the link is up, else on disk (returns once stored)."""
         batch = TelemetryBatch(
@@ -242,7 +255,7 @@ class Outbox:
     def link_up(self, token: int) -> None:
         """A new connection (token != 0): everything stored is due again, in order."""
         self._token = token
-        self._after = {"fault": 0, "telemetry": 0}
+        self._after = {"fault": 0, "action": 0, "telemetry": 0}
         self._work.set()
 
     async def link_down(self) -> None:
@@ -262,10 +275,17 @@ class Outbox:
     # -- the publisher's side ------------------------------------------------------------
 
     async def take(self, limit: int) -> list[Row]:
-        """The next rows to publish on this connection: faults first, then telemetry in order."""
-        rows = await self._call(self._store.next_rows, "fault", self._after["fault"], limit)
-        if rows:
-            self._after["fault"] = rows[-1].key
+        """The next rows to publish on this connection: faults, actions, then telemetry in order."""
+        rows: list[Row] = []
+        kinds: tuple[Kind, ...] = ("fault", "action")
+        for kind in kinds:
+            if len(rows) < limit:
+                more = await self._call(
+                    self._store.next_rows, kind, self._after[kind], limit - len(rows)
+                )
+                if more:
+                    self._after[kind] = more[-1].key
+                rows += more
         while self._mem and len(rows) < limit:
             row = self._mem.popleft()
             self._mem_bytes -= len(row.payload)
@@ -294,6 +314,9 @@ class Outbox:
         if row.kind == "fault":
             fault = FaultEvent.model_validate_json(row.payload)
             return encode(fault.model_copy(update={"replayed": True}))
+        if row.kind == "action":
+            action = OperatorAction.model_validate_json(row.payload)
+            return encode(action.model_copy(update={"replayed": True}))
         batch = TelemetryBatch.model_validate_json(row.payload)
         return encode(batch.model_copy(update={"replayed": True}))
 
@@ -339,10 +362,8 @@ class Outbox:
     def status(self) -> OutboxStatus:
         s = self.snapshot()
         c = s.counts
-        oldest = min(
-            (t for t in (c.oldest_fault, c.oldest_telemetry, s.oldest_memory) if t is not None),
-            default=None,
-        )
+        times = (c.oldest_fault, c.oldest_action, c.oldest_telemetry, s.oldest_memory)
+        oldest = min((t for t in times if t is not None), default=None)
         return OutboxStatus(
             faults_pending=c.faults,
             telemetry_pending=c.telemetry + s.memory_batches,

@@ -4,6 +4,7 @@
     await uplink.open()
     task = asyncio.create_task(uplink.run())     # connects, reconnects, drains the outbox
     event = await uplink.submit_fault(draft)     # durable when it returns (seq assigned)
+    action = await uplink.submit_action(draft)   # a technician's action, durable likewise
     await uplink.submit_telemetry(batch)
     await uplink.close()                         # goodbye (offline status), rows stay on disk
 
@@ -33,15 +34,18 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_ran
 from firmware_config.models import BrokerConfig, GatewayConfig
 from firmware_config.uplink_config import OutboxConfig
 from uplink.contract import (
+    QOS_ACTION,
     QOS_FAULT,
     QOS_STATUS,
     QOS_TELEMETRY,
     Ack,
+    ActionDraft,
     Command,
     CommandResult,
     FaultDraft,
     FaultEvent,
     GatewayStatus,
+    OperatorAction,
     OutboxStatus,
     TelemetryDraft,
     Topics,
@@ -110,6 +114,7 @@ class UplinkStats:
     store_resets: int
     last_seq: int
     central_acked_seq: int
+    actions_pending: int = 0  # technician actions not yet acknowledged by PUBACK
 
 
 CommandHandler = Callable[[Command], Awaitable[CommandResult]]
@@ -192,6 +197,11 @@ class Uplink:
         await self.open()
         return await self.outbox.add_fault(draft)
 
+    async def submit_action(self, draft: ActionDraft) -> OperatorAction:
+        """Commit a technician's action; it is on disk (fsync) when this returns."""
+        await self.open()
+        return await self.outbox.add_action(draft)
+
     async def submit_telemetry(self, draft: TelemetryDraft) -> None:
         """Queue a telemetry batch (memory while online, disk while offline). Submit one batch
         per poll cycle rather than one per device: every disk write costs a page or more."""
@@ -219,6 +229,7 @@ class Uplink:
             store_resets=c.resets,
             last_seq=c.next_seq - 1,
             central_acked_seq=c.central_acked_seq,
+            actions_pending=c.actions,
         )
 
     async def run(self) -> None:
@@ -429,7 +440,9 @@ class Uplink:
                 raise lost
 
     def _topic_of(self, row: Row) -> str:
-        return self.topics.fault if row.kind == "fault" else self.topics.telemetry
+        if row.kind == "fault":
+            return self.topics.fault
+        return self.topics.action if row.kind == "action" else self.topics.telemetry
 
     # -- messages from central -----------------------------------------------------------
 
@@ -518,7 +531,7 @@ def _stable(exc: BaseException) -> bool:
 
 
 def _qos_of(row: Row) -> int:
-    return QOS_FAULT if row.kind == "fault" else QOS_TELEMETRY
+    return {"fault": QOS_FAULT, "action": QOS_ACTION}.get(row.kind, QOS_TELEMETRY)
 
 
 def _flags(status: OutboxStatus) -> tuple[object, ...]:

@@ -10,6 +10,9 @@ thread, so the event loop never waits on the SD card. Policy (docs/contract.md, 
 - Bound: `max_bytes` of payload. A new item that does not fit drops the oldest telemetry (counted
   in `telemetry_dropped`); faults are never dropped: they are kept beyond the bound up to
   `fault_hard_cap_bytes`, past which a new fault is refused (OutboxFullError, counted).
+- Technician actions (OperatorAction) are kept like faults (`synchronous=FULL`, never dropped,
+  deleted after PUBACK) but have no seq: their key only orders them. They are few and small, so
+  they count in the bytes on disk but have no cap of their own.
 - A file SQLite cannot read is moved aside (`*.corrupt-<time>`), a new one is started, and the
   reset is counted; the fault seq goes on from what can be read of the old file, or else from a
   floor taken from the clock (unix milliseconds) so that it still increases.
@@ -28,11 +31,16 @@ from typing import Literal
 import structlog
 
 from firmware_config.uplink_config import OutboxConfig
-from uplink.contract import FaultDraft, FaultEvent, encode
+from uplink.contract import ActionDraft, FaultDraft, FaultEvent, OperatorAction, encode
 
 log = structlog.get_logger(__name__)
 
-Kind = Literal["fault", "telemetry"]
+Kind = Literal["fault", "telemetry", "action"]
+_TABLES: dict[str, tuple[str, str]] = {  # kind -> (table, key column)
+    "fault": ("fault", "seq"),
+    "telemetry": ("telemetry", "tkey"),
+    "action": ("action", "akey"),
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -41,6 +49,9 @@ CREATE TABLE IF NOT EXISTS fault (
     payload BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS telemetry (
     tkey INTEGER PRIMARY KEY, origin INTEGER NOT NULL, created REAL NOT NULL,
+    payload BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS action (
+    akey INTEGER PRIMARY KEY AUTOINCREMENT, origin INTEGER NOT NULL, created REAL NOT NULL,
     payload BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS dead_letter (
     id INTEGER PRIMARY KEY, kind TEXT NOT NULL, key INTEGER NOT NULL, reason TEXT NOT NULL,
@@ -58,7 +69,7 @@ class OutboxFullError(Exception):
 
 @dataclass(frozen=True)
 class Row:
-    """One stored item. `key` is the seq of a fault, the order key of a telemetry batch."""
+    """One stored item. `key` is the seq of a fault, the order key of telemetry or an action."""
 
     kind: Kind
     key: int
@@ -82,10 +93,13 @@ class StoreCounts:
     faults_refused: int = 0
     resets: int = 0
     max_tkey: int = 0
+    actions: int = 0
+    action_bytes: int = 0
+    oldest_action: float | None = None
 
     @property
     def total_bytes(self) -> int:
-        return self.fault_bytes + self.telemetry_bytes
+        return self.fault_bytes + self.telemetry_bytes + self.action_bytes
 
 
 @dataclass(frozen=True)
@@ -191,6 +205,9 @@ class Store:
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), MIN(created),"
             " COALESCE(MAX(tkey), 0) FROM telemetry"
         ).fetchone()
+        a_n, a_b, a_old = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), MIN(created) FROM action"
+        ).fetchone()
         (dead,) = db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()
         self.counts = StoreCounts(
             faults=f_n,
@@ -206,6 +223,9 @@ class Store:
             faults_refused=meta["faults_refused"],
             resets=meta["resets"],
             max_tkey=t_max,
+            actions=a_n,
+            action_bytes=a_b,
+            oldest_action=a_old,
         )
 
     @property
@@ -284,6 +304,32 @@ class Store:
             log.error("outbox_fault_refused", refused=refused - c.faults_refused, fault_bytes=f_b)
         return out
 
+    def add_actions(
+        self, drafts: Sequence[ActionDraft], gateway_id: str, origin: int
+    ) -> list[OperatorAction]:
+        """Commit technician actions in one transaction (fault durability, no seq)."""
+        now = self._now().timestamp()
+        out: list[OperatorAction] = []
+        size = 0
+        with self._tx(self.config.fault_sync) as db:
+            for draft in drafts:
+                action = OperatorAction(**dict(draft), gateway_id=gateway_id, replayed=False)
+                payload = encode(action)
+                db.execute(
+                    "INSERT INTO action (origin, created, payload) VALUES (?, ?, ?)",
+                    (origin, now, payload),
+                )
+                out.append(action)
+                size += len(payload)
+        c = self.counts
+        self.counts = replace(
+            c,
+            actions=c.actions + len(out),
+            action_bytes=c.action_bytes + size,
+            oldest_action=c.oldest_action if c.actions else now,
+        )
+        return out
+
     def add_telemetry(self, rows: Sequence[Row]) -> int:
         """Spill telemetry rows (already keyed); returns how many batches were dropped."""
         c = self.counts
@@ -349,7 +395,7 @@ class Store:
         return n, freed
 
     def _oldest(self, kind: Kind) -> float | None:
-        table, key = ("fault", "seq") if kind == "fault" else ("telemetry", "tkey")
+        table, key = _TABLES[kind]
         row = self._conn.execute(f"SELECT created FROM {table} ORDER BY {key} LIMIT 1").fetchone()
         return None if row is None else float(row[0])
 
@@ -357,7 +403,7 @@ class Store:
 
     def next_rows(self, kind: Kind, after: int, limit: int) -> list[Row]:
         """The oldest rows of a kind with key > after, in order."""
-        table, key = ("fault", "seq") if kind == "fault" else ("telemetry", "tkey")
+        table, key = _TABLES[kind]
         cur = self._conn.execute(
             f"SELECT {key}, origin, created, payload FROM {table} WHERE {key} > ?"
             f" ORDER BY {key} LIMIT ?",
@@ -387,22 +433,30 @@ class Store:
     def _delete_in(self, db: sqlite3.Connection, rows: Sequence[Row]) -> None:
         c = self.counts
         f_n, f_b, t_n, t_b = c.faults, c.fault_bytes, c.telemetry, c.telemetry_bytes
+        a_n, a_b = c.actions, c.action_bytes
         for r in rows:
+            table, key = _TABLES[r.kind]
+            if not db.execute(f"DELETE FROM {table} WHERE {key} = ?", (r.key,)).rowcount:
+                continue
             if r.kind == "fault":
-                if db.execute("DELETE FROM fault WHERE seq = ?", (r.key,)).rowcount:
-                    f_n, f_b = f_n - 1, f_b - len(r.payload)
-            elif db.execute("DELETE FROM telemetry WHERE tkey = ?", (r.key,)).rowcount:
+                f_n, f_b = f_n - 1, f_b - len(r.payload)
+            elif r.kind == "telemetry":
                 t_n, t_b = t_n - 1, t_b - len(r.payload)
+            else:
+                a_n, a_b = a_n - 1, a_b - len(r.payload)
         self.counts = replace(
             c,
             faults=f_n,
             fault_bytes=f_b,
             telemetry=t_n,
             telemetry_bytes=t_b,
+            actions=a_n,
+            action_bytes=a_b,
             oldest_fault=self._oldest("fault") if f_n != c.faults else c.oldest_fault,
             oldest_telemetry=(
                 self._oldest("telemetry") if t_n != c.telemetry else c.oldest_telemetry
             ),
+            oldest_action=self._oldest("action") if a_n != c.actions else c.oldest_action,
         )
         self._note_drops(0, "")
 

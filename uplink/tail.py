@@ -1,8 +1,9 @@
 """`siaran-edge tail --config FILE`: watch a gateway's branch on the central broker.
 
 For an installer checking a new gateway: prints one readable line per message (status, faults,
-telemetry, acks, commands) until Ctrl-C. Uses the gateway's own broker settings (TLS, user),
-with a client id of its own and a clean session, so it never takes over the agent's session.
+telemetry, technician actions, acks, commands) until Ctrl-C. Uses the gateway's own broker
+settings (TLS, user), with a client id of its own and a clean session, so it never takes over the
+agent's session.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from uplink.contract import (
     CommandResult,
     FaultEvent,
     GatewayStatus,
+    OperatorAction,
     TelemetryBatch,
     Topics,
     parse_topic,
@@ -100,6 +102,8 @@ def _format(channel: str, payload: bytes, name: str | None) -> str:
             f"{when} TELEMETRY{' REPLAYED' if b.replayed else ''} {len(b.samples)} samples,"
             f" {values} values, devices: {_devices(b)}"
         )
+    if channel == "action":
+        return _action_line(OperatorAction.model_validate_json(payload))
     if channel == "ack":
         a = Ack.model_validate_json(payload)
         return f"{_t(a.at)} ACK central applied up to #{a.up_to}" + (
@@ -110,6 +114,18 @@ def _format(channel: str, payload: bytes, name: str | None) -> str:
         return f"{_t(model.issued_at)} COMMAND {model.name} {model.args} id={model.command_id}"
     r = CommandResult.model_validate_json(payload)
     return f"{_t(r.at)} COMMAND-RESULT {r.name} {r.outcome} {r.detail} id={r.command_id}"
+
+
+def _action_line(a: OperatorAction) -> str:
+    target = a.device_id or f"circuit {a.circuit}"
+    line = f"{_t(a.at)} ACTION{' REPLAYED' if a.replayed else ''} {a.kind} {target} by {a.by}"
+    if a.fault_type:
+        line += f" {a.fault_type}"
+    if a.until is not None:
+        line += f" until {_t(a.until)}"
+    if a.result is not None:
+        line += f" {'OK' if a.result.ok else 'FAILED'}: {a.result.detail}"
+    return line + (f" '{a.note}'" if a.note else "")
 
 
 def _devices(b: TelemetryBatch, shown: int = 5) -> str:
