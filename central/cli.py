@@ -64,6 +64,11 @@ def cmd_central(args: argparse.Namespace) -> int:
         print(f"{args.config}: valid")
         print(f"  broker {b.host}:{b.port} root {b.topic_root} ({group}), client {b.client_id}")
         print(f"  SIARAN {s.base_url}; ledger {config.ledger_path}")
+        influx = config.influxdb
+        if influx is None:
+            print("  telemetry: not subscribed (no [influxdb])")
+        else:
+            print(f"  telemetry -> InfluxDB {influx.url} bucket {influx.bucket}")
         for name in ("streetlight", "wifi"):
             cat = getattr(config.categories, name)
             print(f"  {name}: {cat.agency} / {cat.unit or '-'}, SLA {cat.sla_h:g} h")
@@ -72,6 +77,8 @@ def cmd_central(args: argparse.Namespace) -> int:
         )
         for problem in unreadable:
             print(f"  note: {problem} (needed when it runs)")
+        for problem in _unreadable_influx_token(config):
+            print(f"  note: {problem} (telemetry waits in memory until it can be read)")
         return 0
     if unreadable:
         for problem in unreadable:
@@ -97,6 +104,18 @@ def _unreadable_secrets(config: Any) -> list[str]:
             except ValueError as exc:  # names the file or variable, never the value
                 problems.append(f"{name}: {exc}")
     return problems
+
+
+def _unreadable_influx_token(config: Any) -> list[str]:
+    """Not a reason to refuse to start (faults do not need it): InfluxDB writes wait for it."""
+    token = config.influxdb.token if config.influxdb is not None else None
+    if token is None:
+        return []
+    try:
+        token.resolve()
+    except ValueError as exc:  # names the file or variable, never the value
+        return [f"influxdb.token: {exc}"]
+    return []
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:

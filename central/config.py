@@ -1,4 +1,5 @@
-"""The central consumer's configuration (TOML): broker, SIARAN, agencies, SLAs, boundary.
+"""The central consumer's configuration (TOML): broker, SIARAN, agencies, SLAs, boundary, and
+the InfluxDB that gateways' telemetry goes to (`[influxdb]`, the gateway's own model).
 
 Immutable once loaded (frozen models); run-time state lives in the ledger (state_dir).
 Secrets are SecretStr (they print as '**********') and are never logged.
@@ -25,6 +26,7 @@ from pydantic import (
 
 from central.geo import Boundary, load_geojson
 from central.siaran_api import Priority
+from firmware_config.telemetry_config import InfluxConfig
 
 Category = Literal["streetlight", "wifi"]
 Severity = Literal["info", "minor", "major", "critical"]
@@ -272,6 +274,11 @@ class CentralConfig(_Strict):
     categories: Categories = Field(default_factory=Categories)
     gateways: dict[GatewayId, GatewaySite] = Field(default_factory=dict)
     boundary: BoundarySettings = Field(default_factory=BoundarySettings)
+    influxdb: InfluxConfig | None = Field(
+        None,
+        description="Telemetry batches from the gateways are written here; none = central "
+        "neither subscribes to nor writes telemetry",
+    )
 
     @property
     def ledger_path(self) -> Path:
@@ -292,6 +299,15 @@ def _resolved_secret(base: Path, s: SecretSource | None) -> SecretSource | None:
     if s is None or s.file is None:
         return s
     return s.model_copy(update={"file": _resolve(base, s.file)})
+
+
+def _resolved_influx(base: Path, influx: InfluxConfig | None) -> InfluxConfig | None:
+    if influx is None:
+        return None
+    token = influx.token
+    if token is not None and token.file is not None:
+        token = token.model_copy(update={"file": _resolve(base, token.file)})
+    return influx.model_copy(update={"token": token, "ca_file": _resolve(base, influx.ca_file)})
 
 
 def with_paths_from(config: CentralConfig, base: Path) -> CentralConfig:
@@ -315,6 +331,7 @@ def with_paths_from(config: CentralConfig, base: Path) -> CentralConfig:
             ),
             "siaran": s.model_copy(update={"token": _resolved_secret(base, s.token)}),
             "boundary": bound,
+            "influxdb": _resolved_influx(base, config.influxdb),
         }
     )
 

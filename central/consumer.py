@@ -1,5 +1,6 @@
 """The MQTT side of central: one MQTT 5 connection (aiomqtt over paho-mqtt 2), subscribed to the
-fault and status branches of every gateway through a shared subscription.
+fault and status branches of every gateway through a shared subscription, and to the telemetry
+branch when telemetry is written (`[influxdb]`).
 
 - Persistent session (`clean_start=False` + Session Expiry): what arrives while central is away
   waits on the broker.
@@ -10,6 +11,8 @@ fault and status branches of every gateway through a shared subscription.
   the message again on the next one. Reconnects back off exponentially with jitter.
 - Outgoing messages (acks to gateways, escalation events) are published from a queue the
   ledger keeps, so a broker outage delays them and loses none.
+- Telemetry goes to the sink's `on_telemetry`, which only buffers (never the ledger, no Ack to
+  the gateway): a telemetry batch never waits for InfluxDB, nor keeps a fault waiting.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ from paho.mqtt.properties import Properties
 
 from central.clock import pause
 from central.config import BrokerSettings, TlsSettings
-from central.intake import Rejected, check, subscriptions
-from uplink.contract import FaultEvent, GatewayStatus
+from central.intake import Rejected, check, subscriptions, telemetry_subscription
+from uplink.contract import FaultEvent, GatewayStatus, TelemetryBatch
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +57,8 @@ class Sink(Protocol):
 
     async def on_status(self, st: GatewayStatus) -> None: ...
 
+    async def on_telemetry(self, batch: TelemetryBatch) -> None: ...
+
     async def outgoing(self) -> list[Outgoing]: ...
 
 
@@ -72,8 +77,11 @@ class Consumer:
         password: str | None,
         max_payload_bytes: int,
         sink: Sink,
+        *,
+        telemetry: bool = False,
     ) -> None:
         self._s = settings
+        self._telemetry = telemetry
         self._password = password
         self._max_bytes = max_payload_bytes
         self._sink = sink
@@ -129,8 +137,11 @@ class Consumer:
 
     async def _session(self, stop: asyncio.Event) -> None:
         async with self._client() as client:
-            topics = subscriptions(self._s.topic_root, self._s.share_group)
+            root, group = self._s.topic_root, self._s.share_group
+            topics = subscriptions(root, group, telemetry=self._telemetry)
             await client.subscribe([(t, 1) for t in topics])
+            if not self._telemetry:  # a session of a run with [influxdb] may still hold it
+                await client.unsubscribe(telemetry_subscription(root, group))
             self.connected.set()
             log.info("broker_connected", host=self._s.host, port=self._s.port, topics=topics)
             self._publish_wake.set()  # what waited for the broker goes out first
@@ -162,7 +173,9 @@ class Consumer:
     async def handle(self, topic: str, payload: bytes) -> None:
         """Check and apply one message; raises only when it could not be applied (ledger)."""
         self.stats["received"] += 1
-        found = check(self._s.topic_root, topic, payload, self._max_bytes)
+        found = check(
+            self._s.topic_root, topic, payload, self._max_bytes, telemetry=self._telemetry
+        )
         if isinstance(found, Rejected):
             self.stats[f"rejected_{found.reason}"] += 1
             n = self.stats[f"rejected_{found.reason}"]
@@ -172,14 +185,17 @@ class Consumer:
                     reason=found.reason,
                     detail=found.detail,
                     topic_gateway=found.gateway_id,
+                    channel=found.channel,
                     bytes=len(payload),
                     count=n,
                 )
             return
         if isinstance(found, FaultEvent):
             await self._sink.on_fault(found)
-        else:
+        elif isinstance(found, GatewayStatus):
             await self._sink.on_status(found)
+        else:
+            await self._sink.on_telemetry(found)
 
     async def _publish(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         while not stop.is_set():
