@@ -150,13 +150,18 @@ class GatewayActions:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for restore in list(self._restores.values()):
-            try:
-                async with asyncio.timeout(CLOSE_RESTORE_S):
-                    await self._restore(restore)
-            except (TimeoutError, WriteError) as exc:
+        restores = list(self._restores.values())  # all at once: a dead lamp must not hold up
+        try:  # the rest past systemd's stop timeout
+            async with asyncio.timeout(CLOSE_RESTORE_S):
+                results = await asyncio.gather(
+                    *(self._restore(r) for r in restores), return_exceptions=True
+                )
+        except TimeoutError as exc:
+            results = [exc] * len(restores)
+        for restore, result in zip(restores, results, strict=True):
+            if isinstance(result, BaseException):
                 log.warning(
-                    "lamp_restore_left_for_next_start", device=restore.device_id, error=str(exc)
+                    "lamp_restore_left_for_next_start", device=restore.device_id, error=str(result)
                 )
         if self._exec is not None:
             if self._store is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,12 +139,19 @@ class Agent:
         stopper = asyncio.create_task(stop.wait())
         failed = await _until_stop_or_failure(stopper, [*sources, engine, *background])
         await _cancel(sources)
-        if self.telemetry is not None:
-            await self.telemetry.close()  # the last samples reach the outbox
-        await self.actions.close()  # pending lamp switch-backs are done now
-        await _cancel([engine])
-        await self.engine.close()
-        await self.uplink.close()
+        closing: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("actions", self.actions.close),  # pending lamp switch-backs are done now
+            ("fault-engine", lambda: _cancel([engine])),
+            ("fault-engine", self.engine.close),
+            ("uplink", self.uplink.close),
+        ]
+        if self.telemetry is not None:  # first: the last samples reach the outbox
+            closing.insert(0, ("telemetry", self.telemetry.close))
+        for part, step in closing:
+            try:  # one part failing to close must not keep the others from closing
+                await step()
+            except Exception:
+                log.exception("agent_close_failed", part=part)
         await _cancel([*background, stopper])
         await self.close()
         if failed is not None:

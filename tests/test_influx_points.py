@@ -130,3 +130,15 @@ async def test_points_influxdb_refuses_are_dropped_and_counted_not_retried(tmp_p
     assert server.calls == 2 and "active_power=61.0" in server.written[0][0]
     task.cancel()
     await writer.close()
+
+
+async def test_missing_ca_file_makes_points_wait_instead_of_failing(tmp_path: Path) -> None:
+    import pytest
+
+    from uplink.influx import InfluxHttp, InfluxUnavailableError
+
+    config = InfluxConfig(
+        url="https://127.0.0.1:9", bucket="b", ca_file=tmp_path / "missing-ca.pem"
+    )
+    with pytest.raises(InfluxUnavailableError, match="missing-ca.pem"):
+        await InfluxHttp(config).write(["m f=1 1"])

@@ -104,7 +104,10 @@ class InfluxHttp:
                 raise InfluxUnavailableError(f"token: {exc}") from None
             args: dict[str, Any] = {"token": self._token, "org": c.org or None}
             if c.ca_file is not None:
-                args["ssl_context"] = ssl.create_default_context(cafile=str(c.ca_file))
+                try:  # a missing CA file makes points wait (and says so), like a missing token
+                    args["ssl_context"] = ssl.create_default_context(cafile=str(c.ca_file))
+                except OSError as exc:
+                    raise InfluxUnavailableError(f"ca_file {c.ca_file}: {exc}") from None
             self._client = InfluxDBClientAsync(
                 url=c.url, timeout=int(c.timeout_s * 1000), enable_gzip=c.gzip, **args
             )

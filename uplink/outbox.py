@@ -163,6 +163,8 @@ class Outbox:
     def _report_resets(self) -> None:
         """Tell the city that the store was reset: a gateway fault, through the outbox itself."""
         moved = self._store.moved_aside
+        if self._reported_resets < len(moved):  # a new file starts its row keys at 1 again
+            self._after = {"fault": 0, "action": 0, "telemetry": 0}
         while self._reported_resets < len(moved):
             path = moved[self._reported_resets]
             self._reported_resets += 1

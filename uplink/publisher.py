@@ -279,6 +279,9 @@ class Uplink:
                     await task
             except LinkError:
                 pass
+        for handler in list(self._tasks):  # ack and command handlers still running
+            handler.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._opened:
             await self.outbox.close()
             self._opened = False
