@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,12 @@ from uplink.publisher import GatewayInfo, Uplink
 log = structlog.get_logger(__name__)
 
 SILENCE_CHECK_S = 5.0
+
+
+class StateDirError(Exception):
+    """The state directory or a store in it cannot be opened (permissions, disk, lock)."""
+
+
 ENGINE_TICK_S = 5.0
 
 
@@ -159,6 +166,12 @@ class Agent:
         log.info("agent_stopped")
 
     async def _open_parts(self) -> StateStore:
+        try:
+            return await self._open_stores()
+        except (OSError, sqlite3.Error) as exc:
+            raise StateDirError(f"state_dir {self.config.gateway.state_dir}: {exc}") from exc
+
+    async def _open_stores(self) -> StateStore:
         gw = self.config.gateway
         self.store = store = StateStore(gw.state_dir / "state.db")
         self.uplink = Uplink.from_config(gw, self._gateway_info, clock=self.clock)

@@ -22,16 +22,15 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Literal, Protocol
 
 import structlog
 
 from collectors.reading import Reading, Value
 from firmware_config.loader import LoadedConfig
-from firmware_config.models import Device, SecretSource
+from firmware_config.models import Device
 from firmware_config.profiles import Profile
-from firmware_config.telemetry_config import BUILTIN_METRICS, InfluxConfig, TelemetryConfig
+from firmware_config.telemetry_config import BUILTIN_METRICS, TelemetryConfig
 from uplink.contract import DeviceMeta, DeviceSamples, TelemetryDraft
 
 log = structlog.get_logger(__name__)
@@ -325,7 +324,7 @@ def telemetry_from_config(
 
         devices = [(d, config.profile_of(d)) for d in config.devices]
         influx = InfluxWriter(
-            _anchored(gw.influxdb, config.path.parent),
+            gw.influxdb,  # its token file and ca_file are anchored by the loader
             gw.gateway.id,
             {d.id: device_meta(d, p) for d, p in devices},
             gw.state_dir,
@@ -336,12 +335,3 @@ def telemetry_from_config(
         return None
     telemetry = Telemetry(tc, [(d, config.profile_of(d)) for d in config.devices], clock, outputs)
     return TelemetryService(telemetry, influx)
-
-
-def _anchored(c: InfluxConfig, base: Path) -> InfluxConfig:
-    """Relative token and CA files are relative to the config file's folder."""
-    token = c.token
-    if token is not None and token.file is not None and not token.file.is_absolute():
-        token = SecretSource(file=base / token.file)
-    ca = c.ca_file if c.ca_file is None or c.ca_file.is_absolute() else base / c.ca_file
-    return c.model_copy(update={"token": token, "ca_file": ca})

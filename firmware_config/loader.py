@@ -6,6 +6,9 @@ Every problem is collected and raised at once as a ConfigError; nothing stops at
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
+import tempfile
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,11 +23,14 @@ from firmware_config.models import (
     BrokerConfig,
     Device,
     GatewayConfig,
+    SecretSource,
     SnmpV2c,
     SnmpV3,
 )
 from firmware_config.problems import ConfigError, ConfigProblem, problems_from_validation
 from firmware_config.profiles import Profile
+from firmware_config.telemetry_config import InfluxConfig
+from firmware_config.web_config import WebConfig
 
 SHIPPED_PROFILES = resources.files("firmware_config") / "profiles"
 
@@ -226,10 +232,19 @@ def _validate_rows(
 
 
 def _anchor_paths(gateway: GatewayConfig, base: Path) -> GatewayConfig:
-    """Relative paths in the config are relative to the config file's folder."""
+    """Relative paths in the config are relative to the config file's folder.
+
+    The one place that does it: state_dir, the brokers' TLS and password files, [influxdb]'s
+    token file and ca_file, [web]'s TLS files. A LoadedConfig holds absolute paths only.
+    """
 
     def anchor(p: Path | None) -> Path | None:
         return p if p is None or p.is_absolute() else base / p
+
+    def secret(s: SecretSource | None) -> SecretSource | None:
+        if s is None or s.file is None:
+            return s
+        return s.model_copy(update={"file": anchor(s.file)})
 
     def broker(b: BrokerConfig | None) -> BrokerConfig | None:
         if b is None:
@@ -243,20 +258,41 @@ def _anchor_paths(gateway: GatewayConfig, base: Path) -> GatewayConfig:
                     "key_file": anchor(b.tls.key_file),
                 }
             )
-        if b.password is not None and b.password.file is not None:
-            update["password"] = b.password.model_copy(update={"file": anchor(b.password.file)})
+        if b.password is not None:
+            update["password"] = secret(b.password)
         return b.model_copy(update=update)
+
+    def influx(c: InfluxConfig | None) -> InfluxConfig | None:
+        if c is None:
+            return None
+        return c.model_copy(update={"token": secret(c.token), "ca_file": anchor(c.ca_file)})
+
+    def web(w: WebConfig | None) -> WebConfig | None:
+        if w is None or w.tls is None:
+            return w
+        tls = w.tls.model_copy(
+            update={"cert_file": anchor(w.tls.cert_file), "key_file": anchor(w.tls.key_file)}
+        )
+        return w.model_copy(update={"tls": tls})
 
     return gateway.model_copy(
         update={
             "state_dir": anchor(gateway.state_dir),
             "broker": broker(gateway.broker),
             "device_broker": broker(gateway.device_broker),
+            "influxdb": influx(gateway.influxdb),
+            "web": web(gateway.web),
         }
     )
 
 
 def _check_secrets(col: _Collector, path: Path, gateway: GatewayConfig) -> None:
+    """Secrets that resolve and files that exist: what would otherwise fail only at run time."""
+
+    def no_file(where: str, f: Path | None) -> None:
+        if f is not None and not f.is_file():
+            col.problems.append(ConfigProblem(path, where, f"no file {f}"))
+
     for name in ("broker", "device_broker"):
         b: BrokerConfig | None = getattr(gateway, name)
         if b is None:
@@ -268,9 +304,55 @@ def _check_secrets(col: _Collector, path: Path, gateway: GatewayConfig) -> None:
                 col.problems.append(ConfigProblem(path, f"{name}.password", str(exc)))
         if b.tls is not None:
             for key in ("ca_file", "cert_file", "key_file"):
-                f: Path | None = getattr(b.tls, key)
-                if f is not None and not f.is_file():
-                    col.problems.append(ConfigProblem(path, f"{name}.tls.{key}", f"no file {f}"))
+                no_file(f"{name}.tls.{key}", getattr(b.tls, key))
+    influx = gateway.influxdb
+    if influx is not None:
+        if influx.token is not None:
+            try:
+                influx.token.resolve()
+            except ValueError as exc:  # names the file or variable, never the value
+                col.problems.append(ConfigProblem(path, "influxdb.token", str(exc)))
+        no_file("influxdb.ca_file", influx.ca_file)
+    if gateway.web is not None and gateway.web.tls is not None:
+        no_file("web.tls.cert_file", gateway.web.tls.cert_file)
+        no_file("web.tls.key_file", gateway.web.tls.key_file)
+
+
+def state_dir_problems(config: LoadedConfig) -> list[ConfigProblem]:
+    """Can the agent keep its state in `state_dir`? (`run` makes it when missing.)
+
+    For `check-config`, on a config that is otherwise valid. No folder is made: the folder, or
+    its nearest existing parent when it is missing, must take a new file. An unnamed temporary
+    file is tried (and gone at once), since root passes every permission check, even in /proc.
+    """
+    folder = config.gateway.state_dir
+    why = _unwritable(folder)
+    return [] if why is None else [ConfigProblem(config.path, "state_dir", f"{folder}: {why}")]
+
+
+def _unwritable(folder: Path) -> str | None:
+    existing = folder
+    while True:
+        try:
+            mode = existing.stat().st_mode
+            break
+        except FileNotFoundError:
+            if existing.parent == existing:
+                return "no such folder"
+            existing = existing.parent
+        except OSError as exc:  # a parent that is a file, or that may not be searched
+            return exc.strerror or str(exc)
+    made = "" if existing == folder else f"cannot be made in {existing}: "
+    if not stat.S_ISDIR(mode):
+        return f"{made}not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{made}not writable"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        return f"{made}{exc.strerror or 'not writable'}"
+    return None
 
 
 def _resolve_devices(

@@ -1,7 +1,8 @@
 """Settings of the technician status page (the `[web]` table of the gateway config).
 
 No `[web]` table: no page. Accounts carry scrypt hashes made by `siaran-edge hash-password`,
-never passwords. Relative TLS paths are relative to the gateway config's folder.
+never passwords. Relative TLS paths are relative to the gateway config's folder (anchored by
+`firmware_config.loader`).
 """
 
 from __future__ import annotations
@@ -83,7 +84,11 @@ class WebConfig(_Strict):
         return next((u for u in self.users if u.name == name), None)
 
     def anchored(self, base: Path) -> WebConfig:
-        """TLS paths made absolute against the config file's folder."""
+        """TLS paths made absolute against `base`; a no-op on absolute ones.
+
+        `load_config` already anchors them (the one place that does); this is for a WebConfig
+        built without the loader. agent/web/server.py still calls it, harmlessly.
+        """
         if self.tls is None:
             return self
         tls = WebTls(cert_file=base / self.tls.cert_file, key_file=base / self.tls.key_file)

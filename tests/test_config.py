@@ -304,3 +304,91 @@ def test_rules_reference_is_current() -> None:
 
     doc = Path(__file__).parents[1] / "docs" / "rules.md"
     assert doc.read_text() == render(), "run: python -m agent.faults.rules_doc docs/rules.md"
+
+
+MINIMAL = """
+state_dir = "state"
+[gateway]
+id = "gw-1"
+site = "Panel A"
+location = { lat = -6.3, lon = 106.7 }
+"""
+
+HASH = "scrypt$16384$8$1$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNo"
+
+FILES_AND_SECRETS = """
+[influxdb]
+url = "https://influx.example:8086"
+bucket = "siaran"
+ca_file = "certs/influx-ca.pem"
+token = {{ {token} }}
+[web]
+tls = {{ cert_file = "certs/web.pem", key_file = "certs/web.key" }}
+users = [{{ name = "teknisi1", password_hash = "{hash}" }}]
+"""
+
+
+def test_influxdb_and_web_files_and_secrets_are_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NO_SUCH_INFLUX_TOKEN", raising=False)
+    extra = FILES_AND_SECRETS.format(token='env = "NO_SUCH_INFLUX_TOKEN"', hash=HASH)
+    gw = write(tmp_path / "gateway.toml", MINIMAL + extra)
+    assert main(["check-config", str(gw)]) == 2
+    err = capsys.readouterr().err
+    certs = tmp_path / "certs"  # relative to the config file's folder
+    for line in [
+        f"{gw}: influxdb.ca_file: no file {certs / 'influx-ca.pem'}",
+        f"{gw}: influxdb.token: environment variable NO_SUCH_INFLUX_TOKEN is not set",
+        f"{gw}: web.tls.cert_file: no file {certs / 'web.pem'}",
+        f"{gw}: web.tls.key_file: no file {certs / 'web.key'}",
+    ]:
+        assert line in err, f"missing {line!r} in:\n{err}"
+    assert "4 problem(s)" in err
+
+    token_file = 'file = "secrets/influx.token"'
+    gw.write_text(MINIMAL + FILES_AND_SECRETS.format(token=token_file, hash=HASH))
+    with pytest.raises(ConfigError) as caught:
+        load_config(gw)
+    (token,) = [p for p in caught.value.problems if p.where == "influxdb.token"]
+    assert f"cannot read secret file {tmp_path / 'secrets' / 'influx.token'}" in token.message
+
+    certs.mkdir()
+    (tmp_path / "secrets").mkdir()
+    for name in ("influx-ca.pem", "web.pem", "web.key"):
+        (certs / name).write_text("PEM\n")
+    (tmp_path / "secrets" / "influx.token").write_text("token-rahasia\n")
+    config = load_config(gw)  # every path anchored: run time needs no base folder any more
+    influx, web = config.gateway.influxdb, config.gateway.web
+    assert influx is not None and influx.ca_file == certs / "influx-ca.pem"
+    assert influx.token is not None and influx.token.file == tmp_path / "secrets" / "influx.token"
+    assert influx.token.resolve().get_secret_value() == "token-rahasia"
+    assert web is not None and web.tls is not None
+    assert (web.tls.cert_file, web.tls.key_file) == (certs / "web.pem", certs / "web.key")
+    assert main(["check-config", str(gw)]) == 0
+    assert "token-rahasia" not in "".join(capsys.readouterr())
+
+
+def test_an_unusable_state_dir_is_a_config_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gw = write(tmp_path / "gateway.toml", MINIMAL)
+    assert main(["check-config", str(gw)]) == 0
+    assert not (tmp_path / "state").exists()  # checked, not made
+
+    blocked = "/proc/siaran-edge-test/state"  # /proc takes no new files, not even root's
+    gw.write_text(MINIMAL.replace('"state"', f'"{blocked}"'))
+    assert main(["check-config", str(gw)]) == 2
+    err = capsys.readouterr().err
+    assert f"{gw}: state_dir: {blocked}: cannot be made in /proc: " in err, err
+
+    a_file = write(tmp_path / "a-file", "")
+    gw.write_text(MINIMAL.replace('"state"', f'"{a_file}"'))
+    assert main(["check-config", str(gw)]) == 2
+    assert f"{gw}: state_dir: {a_file}: not a folder" in capsys.readouterr().err
+
+    gw.write_text(MINIMAL.replace('"state"', f'"{blocked}"'))
+    assert main(["run", "--config", str(gw), "--once"]) == 0  # --once keeps no state
+    assert main(["run", "--config", str(gw)]) == 2  # no traceback: the setting and the error
+    err = capsys.readouterr().err
+    assert f"{gw}: state_dir {blocked}: " in err and "Traceback" not in err, err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import time
@@ -29,7 +30,7 @@ from uplink.contract import (
 from uplink.mqtt_link import LinkError, LinkOptions, MessageHandler
 from uplink.outbox import Outbox
 from uplink.publisher import GatewayInfo, Uplink
-from uplink.store import OutboxFullError, Row
+from uplink.store import OutboxFullError, Row, Store
 
 T0 = datetime(2026, 11, 28, 11, 0, tzinfo=UTC)
 GW = "gw-01"
@@ -315,15 +316,44 @@ async def test_salvageable_meta_keeps_the_seq_exactly(tmp_path: Path) -> None:
     for i in range(4):
         await box.add_fault(fault(i))
     await box.close()
-    with sqlite3.connect(tmp_path / "outbox.db") as db:  # damage: fault table unreadable
-        db.execute("DROP TABLE fault")
-        db.execute("CREATE TABLE fault (x)")
+    damage_table(tmp_path / "outbox.db", "fault")  # quick_check fails; meta is still readable
     again = outbox(tmp_path)
     await again.open()
     await asyncio.sleep(0.05)
     assert again.status().store_resets == 1
     assert (await again.add_fault(fault(9))).seq == 6  # 5 went to the reset report
     await again.close()
+
+
+def damage_table(path: Path, table: str) -> None:
+    """Overwrite the cells of a table's root page: the header stays valid, quick_check fails."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        query = "SELECT rootpage FROM sqlite_master WHERE name = ?"
+        (root,) = db.execute(query, (table,)).fetchone()
+        (size,) = db.execute("PRAGMA page_size").fetchone()
+    with path.open("r+b") as f:
+        f.seek(root * size - 600)
+        f.write(b"\xff" * 600)
+
+
+def test_a_locked_file_is_not_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    store = Store(path, OutboxConfig(), StepClock().now)
+    store.open()
+    store.close()
+    holder = sqlite3.connect(path, isolation_level=None)  # e.g. a sqlite3 shell left open
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("UPDATE meta SET value = value")
+    again = Store(path, OutboxConfig(), StepClock().now)
+    again.busy_timeout_s = 0.2
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        again.open()
+    holder.close()
+    assert sorted(p.name for p in tmp_path.iterdir() if "corrupt" in p.name) == []
+    again.open()  # the same file, once the lock is gone
+    assert again.counts.resets == 0 and again.moved_aside == []
+    again.close()
 
 
 async def test_central_ack_is_kept_and_only_moves_up(tmp_path: Path) -> None:

@@ -3,13 +3,17 @@ with the latest readings in the state store."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO, Any
 
 from tests.snmp_servers import Snmpd, Snmpsim
 
@@ -101,26 +105,85 @@ def test_run_once_prints_every_device(
     assert not (tmp_path / "state").exists()  # --once keeps no state
 
 
+class LogLines:
+    """A process's stderr read as it comes (so the pipe never fills): its JSON log lines."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        with stream:
+            for line in stream:
+                self.lines.append(line)
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in list(self.lines) if line.startswith("{")]
+
+    def text(self) -> str:
+        self._reader.join(timeout=20)
+        return "".join(self.lines)
+
+
+def stored_devices(db: Path) -> set[str]:
+    """The devices with a row in a running agent's state store (read-only; none yet: empty)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            return {d for (d,) in conn.execute("SELECT device_id FROM latest_reading")}
+    except sqlite3.Error:  # not made yet, or the table not yet
+        return set()
+
+
+def wait_for(
+    proc: subprocess.Popen[str], done: Callable[[], bool], what: str, deadline_s: float = 30.0
+) -> None:
+    """Poll `done` until it holds; fail if the process ends first or the deadline passes."""
+    deadline = time.monotonic() + deadline_s
+    while not done():
+        assert proc.poll() is None, f"the agent ended (exit {proc.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"no {what} within {deadline_s:.0f} s"
+        time.sleep(0.1)
+
+
 def test_run_records_latest_readings_and_stops_cleanly_on_sigterm(
     tmp_path: Path, snmpsim_agent: Snmpsim, snmpd_agent: Snmpd
 ) -> None:
     config = write_config(tmp_path, snmpsim_agent, snmpd_agent)
     proc = subprocess.Popen(
         siaran_edge("run", "--config", str(config)),
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(3.5)  # a few 1 s poll rounds of a real process
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=20)
+    assert proc.stderr is not None
+    log = LogLines(proc.stderr)
+    try:
+        db = tmp_path / "state" / "state.db"
+        devices = {"ap-warkop", "ap-router-v3", "ap-wrong-community"}
+
+        def unreachable_logged() -> bool:
+            return any(
+                e["event"] == "snmp device unreachable" and e.get("device") == "ap-wrong-community"
+                for e in log.events()
+            )
+
+        # a real process, its own pace: the timed-out device's log line, then a reading of every
+        # device in the state store (its first periodic flush, some 10 s after the start)
+        wait_for(proc, unreachable_logged, "unreachable log line for ap-wrong-community")
+        wait_for(proc, lambda: stored_devices(db) == devices, "state.db row of every device")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    finally:
+        proc.kill()
+    err = log.text()
     assert proc.returncode == 0, err
-    events = [json.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
+    events = [e["event"] for e in log.events()]
     assert events[0] == "agent_started" and events[-1] == "agent_stopped"
-    db = sqlite3.connect(tmp_path / "state" / "state.db")
-    rows = dict(db.execute("SELECT device_id, reachable FROM latest_reading").fetchall())
+    conn = sqlite3.connect(db)
+    rows = dict(conn.execute("SELECT device_id, reachable FROM latest_reading").fetchall())
     assert rows == {"ap-warkop": 1, "ap-router-v3": 1, "ap-wrong-community": 0}
-    (reading,) = db.execute(
+    (reading,) = conn.execute(
         "SELECT reading FROM latest_reading WHERE device_id = 'ap-warkop'"
     ).fetchone()
     clients = json.loads(reading)["tables"]["wireless_aps"]

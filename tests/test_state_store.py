@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.state_store import StateStore
+import pytest
+
+from agent.state_store import SCHEMA, StateStore, open_sqlite
 from collectors.reading import Reading, ReadingError
 
 AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -54,3 +58,105 @@ async def test_corrupt_database_is_moved_aside(tmp_path: Path) -> None:
     store.close()
     aside = list(tmp_path.glob("state.db.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not")
+
+
+def moved_aside(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".corrupt-" in p.name)
+
+
+def test_a_locked_database_is_not_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "faults.db"
+    open_sqlite(path, SCHEMA).close()
+    holder = sqlite3.connect(path, isolation_level=None)  # e.g. a sqlite3 shell left open
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("INSERT INTO latest_reading VALUES ('a', 'now', 1, '{}')")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        open_sqlite(path, SCHEMA, busy_timeout_s=0.2)
+    holder.execute("COMMIT")
+    holder.close()
+    assert moved_aside(tmp_path) == []
+    with contextlib.closing(open_sqlite(path, SCHEMA)) as conn:  # the same file, data kept
+        assert conn.execute("SELECT device_id FROM latest_reading").fetchall() == [("a",)]
+
+
+def damage_table(path: Path, table: str) -> None:
+    """Overwrite the cells of a table's root page: the header stays valid, quick_check fails."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        query = "SELECT rootpage FROM sqlite_master WHERE name = ?"
+        (root,) = db.execute(query, (table,)).fetchone()
+        (size,) = db.execute("PRAGMA page_size").fetchone()
+    with path.open("r+b") as f:
+        f.seek(root * size - 600)
+        f.write(b"\xff" * 600)
+
+
+async def test_damage_found_by_quick_check_moves_the_file_aside_with_its_wal(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.db"
+    store = StateStore(path)
+    for i in range(5):
+        await store.record(reading(f"pju-{i}", float(i)))
+    await store.flush()
+    store.close()
+    damage_table(path, "latest_reading")
+    # Committed but not yet checkpointed: this transaction lives in state.db-wal only. The
+    # writer stays open so that the WAL is not checkpointed away before the file is moved.
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("CREATE TABLE committed_in_wal (x)")
+    writer.execute("INSERT INTO committed_in_wal VALUES (42)")
+    assert (tmp_path / "state.db-wal").stat().st_size > 0
+
+    again = StateStore(path)
+    assert again.all_latest() == {}  # a new, empty file
+    await again.record(reading("a", 1.0))
+    assert await again.flush() == 1
+    again.close()
+
+    names = moved_aside(tmp_path)
+    assert len(names) == 3 and names[1:] == [names[0] + "-shm", names[0] + "-wal"], names
+    assert (tmp_path / names[2]).stat().st_size > 0
+    writer.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / names[0])) as old:
+        assert old.execute("SELECT x FROM committed_in_wal").fetchall() == [(42,)]
+
+
+async def test_a_failed_flush_keeps_the_readings_for_the_next_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "state.db"
+    store = StateStore(path, flush_interval_s=0.01)
+    real_write = store._write
+    failures: list[int] = []
+
+    def write_failing_once(rows: list[tuple[str, str, int, str]]) -> None:
+        if not failures:
+            failures.append(len(rows))
+            raise sqlite3.OperationalError("disk I/O error")
+        real_write(rows)
+
+    monkeypatch.setattr(store, "_write", write_failing_once)
+    await store.record(reading("a", 1.0))
+    await store.record(reading("b", 2.0))
+    assert await store.flush() == 0  # failed: logged, kept
+    await store.record(reading("c", 3.0))
+    assert await store.flush() == 3
+    assert failures == [2]
+
+    failures.clear()  # the periodic task survives a failed write too
+    await store.record(reading("a", 4.0))
+    task = asyncio.create_task(store.run())
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if len(failures) == 1 and not store._dirty:
+            break
+    assert not task.done()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    store.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT device_id, reading FROM latest_reading ORDER BY device_id")
+        got = {d: Reading.model_validate_json(r).values["active_power"] for d, r in rows}
+    assert got == {"a": 4.0, "b": 2.0, "c": 3.0}

@@ -13,9 +13,11 @@ thread, so the event loop never waits on the SD card. Policy (docs/contract.md, 
 - Technician actions (OperatorAction) are kept like faults (`synchronous=FULL`, never dropped,
   deleted after PUBACK) but have no seq: their key only orders them. They are few and small, so
   they count in the bytes on disk but have no cap of their own.
-- A file SQLite cannot read is moved aside (`*.corrupt-<time>`), a new one is started, and the
-  reset is counted; the fault seq goes on from what can be read of the old file, or else from a
-  floor taken from the clock (unix milliseconds) so that it still increases.
+- A damaged file (SQLITE_CORRUPT, SQLITE_NOTADB, or a failed `PRAGMA quick_check`) is moved
+  aside with its -wal and -shm (`*.corrupt-<time>`), a new one is started, and the reset is
+  counted; the fault seq goes on from what can be read of the old file, or else from a floor
+  taken from the clock (unix milliseconds) so that it still increases. Any other error (locked,
+  disk I/O, disk full, read-only) is raised as it is: the file may well be fine.
 """
 
 from __future__ import annotations
@@ -61,6 +63,22 @@ _META_KEYS = ("next_seq", "central_acked_seq", "telemetry_dropped", "faults_refu
 
 
 ROOM_AGAIN = 0.9  # "room again" is logged once the store is below 90% of max_bytes
+SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26  # primary result codes (extended code & 0xFF)
+
+
+class QuickCheckError(sqlite3.DatabaseError):
+    """`PRAGMA quick_check` found damage: treated exactly like SQLITE_CORRUPT."""
+
+    def __init__(self, found: list[str]) -> None:
+        super().__init__(f"quick_check: {'; '.join(found)}"[:500])
+        self.sqlite_errorcode = SQLITE_CORRUPT
+        self.sqlite_errorname = "SQLITE_CORRUPT"
+
+
+def is_corruption(exc: sqlite3.Error) -> bool:
+    """The file itself is damaged or not a database (not: locked, I/O error, full, read-only)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB)
 
 
 class OutboxFullError(Exception):
@@ -119,6 +137,7 @@ class Store:
         self.counts = StoreCounts()  # replaced (never mutated) after every change
         self.moved_aside: list[Path] = []
         self._dropping = False
+        self.busy_timeout_s = 5.0  # how long a statement waits for another connection's lock
 
     @property
     def dropping(self) -> bool:
@@ -128,11 +147,17 @@ class Store:
     # -- opening, corruption -------------------------------------------------------------
 
     def open(self) -> None:
+        """Open the file; only a damaged one is moved aside, any other error is raised."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = self._connect()
             self._load_counts()
         except sqlite3.DatabaseError as exc:
+            if not is_corruption(exc):
+                if self._db is not None:
+                    self._db.close()
+                    self._db = None
+                raise
             self.recover(str(exc))
 
     def recover(self, reason: str) -> None:
@@ -179,18 +204,23 @@ class Store:
             return {}
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout_s,
+            isolation_level=None,
+            check_same_thread=False,
+        )
         try:
             db.execute("PRAGMA journal_mode=WAL")
-            check = db.execute("PRAGMA quick_check").fetchone()
-            if check is None or check[0] != "ok":
-                raise sqlite3.DatabaseError(f"quick_check: {check}")
+            found = [str(row[0]) for row in db.execute("PRAGMA quick_check(20)")]
+            if found != ["ok"]:
+                raise QuickCheckError(found)
             db.executescript(_SCHEMA)
             db.executemany(
                 "INSERT OR IGNORE INTO meta VALUES (?, ?)",
                 [(k, 1 if k == "next_seq" else 0) for k in _META_KEYS],
             )
-        except sqlite3.DatabaseError:
+        except BaseException:
             db.close()
             raise
         return db
