@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from agent.faults.maintenance_cli import add_command as add_maintenance_command
 from agent.logs import configure_logging
 from agent.version import agent_version
-from firmware_config.loader import LoadedConfig, load_config
+from firmware_config.loader import LoadedConfig, load_config, state_dir_problems
 from firmware_config.problems import ConfigError
 
 if TYPE_CHECKING:
@@ -53,9 +53,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    demo = sub.add_parser("demo", help="simulated devices on loopback, polled by the agent")
-    demo.add_argument("--rounds", type=int, default=3, help="poll rounds to show (0 = forever)")
-    demo.add_argument("--interval", type=float, default=5.0, help="seconds between rounds")
+    demo = sub.add_parser(
+        "demo",
+        help="a simulated district on loopback: faults become SIARAN reports (docs/demo.md)",
+        description="Simulated street lights and hotspots, the gateway agent, the central "
+        "consumer and the SIARAN sandbox, all on loopback, while a script plays (docs/demo.md).",
+    )
+    from agent.demo.options import add_arguments as add_demo_arguments
+
+    add_demo_arguments(demo)
     demo.set_defaults(func=cmd_demo)
 
     tail = sub.add_parser("tail", help="print the messages of this gateway's MQTT branch")
@@ -75,8 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: Path) -> LoadedConfig | None:
-    """The config with its rule settings checked too; None (problems printed) when invalid."""
+def _load(path: Path, state_dir: bool = False) -> LoadedConfig | None:
+    """The config with its rule settings (and, if asked, its state_dir) checked too; None
+    (problems printed) when invalid."""
     from agent.faults.rules import RULES
     from agent.faults.settings import check_rule_settings
 
@@ -86,6 +93,8 @@ def _load(path: Path) -> LoadedConfig | None:
         _print_problems(path, exc)
         return None
     problems = check_rule_settings(config, RULES)
+    if not problems and state_dir:
+        problems = state_dir_problems(config)
     if problems:
         _print_problems(path, ConfigError(problems))
         return None
@@ -99,7 +108,7 @@ def _print_problems(path: Path, error: ConfigError) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = _load(args.config, state_dir=True)
     if config is None:
         return EXIT_CONFIG
     kinds = Counter(d.kind for d in config.devices)
@@ -122,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     from agent.readings_table import readings_table
-    from agent.runtime import Agent
+    from agent.runtime import Agent, StateDirError
 
     agent = Agent(config)
     if args.once:
@@ -130,7 +139,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         devices = {d.id: d for d in config.devices}
         print(readings_table(readings, devices, config.profiles))
         return 0 if all(r.ok for r in readings) else 1
-    asyncio.run(_run_until_signalled(agent))
+    try:
+        asyncio.run(_run_until_signalled(agent))
+    except StateDirError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return 0
 
 
@@ -155,9 +168,10 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from agent.demo.options import options_from
     from agent.demo.run import run_demo
 
-    return run_demo(rounds=args.rounds, interval_s=args.interval)
+    return run_demo(options_from(args))
 
 
 if __name__ == "__main__":

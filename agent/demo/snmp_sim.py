@@ -3,7 +3,8 @@
 Like snmpsim, the v2c community names the device. Two kinds of device:
 - a live street-light controller (`LampController`): its values are computed on every request,
   so a scenario that changes the object is seen by the next GET;
-- a static device served from a `.snmprec` recording of a real one.
+- a device served from a `.snmprec` recording of a real one, as recorded, except for the objects
+  a scenario overrides (`override()`, e.g. an uplink's ifOperStatus going down).
 
 Built on pysnmp 7's agent side: one SnmpEngine whose community table maps each community to an
 SNMP context of the same name, and one custom MIB instrumentation controller per context that
@@ -17,6 +18,8 @@ agent), and so does a lamp whose `online` is False.
     sim.add_recording("routeros", RECORDINGS / "routeros.snmprec")
     port = await sim.start()                    # devices may also be added after start()
     lamp.fail_lamp()                            # the next GET sees it
+    sim.override("routeros", "1.3.6.1.2.1.2.2.1.8.3", 2)   # a recording changed live: WAN down
+    sim.clear_override("routeros")              # back to the recording as it is
     # snmpset -v2c -c pju-0001 127.0.0.1:PORT 1.3.6.1.4.1.32473.3416.1.1 i 100   (lamp on, 100 %)
     sim.close()                                 # or: async with SnmpSimulator() as sim: ...
 """
@@ -39,7 +42,7 @@ from pysnmp.smi import error as smi_error
 from pysnmp.smi import instrum
 
 from agent.demo.lamp import COMMAND, LampController
-from agent.demo.snmprec import Oid, Record, read_snmprec
+from agent.demo.snmprec import TYPE_TAGS, Oid, Record, parse_oid, read_snmprec
 
 RECORDINGS = Path(__file__).parent / "recordings"
 
@@ -93,6 +96,24 @@ class OidTable:
             return None
         found = self._oids[i]
         return found, self._values[found]
+
+
+class _Recording:
+    """A recording served as it is, except for the objects a scenario overrides."""
+
+    def __init__(self, records: Sequence[Record]) -> None:
+        self.records = {r.oid: r for r in records}
+        self.overrides: dict[Oid, Record] = {}
+        self._table: OidTable | None = None
+
+    def table(self) -> OidTable:
+        if self._table is None:
+            merged = {**self.records, **self.overrides}
+            self._table = OidTable([merged[oid] for oid in sorted(merged)])
+        return self._table
+
+    def changed(self) -> None:
+        self._table = None
 
 
 Writer = Callable[[Oid, Any], None]  # applies a SET of one object; raises an smi_error to refuse
@@ -193,6 +214,7 @@ class SnmpSimulator:
         self._context: Any = None
         self._sock: socket.socket | None = None
         self._lamps: dict[str, LampController] = {}
+        self._recordings: dict[str, _Recording] = {}
 
     # --- devices -------------------------------------------------------------------------------
     def add_lamp(self, community: str, lamp: LampController) -> LampController:
@@ -210,9 +232,32 @@ class SnmpSimulator:
 
     def add_recording(self, community: str, path: Path) -> int:
         """Serve a `.snmprec` recording unchanged; returns its number of records."""
-        table = OidTable(read_snmprec(path))
-        self._add(community, lambda: table)
-        return len(table)
+        recording = _Recording(read_snmprec(path))
+        self._add(community, recording.table)
+        self._recordings[community] = recording
+        return len(recording.records)
+
+    def override(self, community: str, oid: str | Oid, value: int | str, tag: str = "2") -> None:
+        """Serve `value` (snmprec type `tag`, INTEGER by default) for one object of a recording,
+        from the next request on, e.g. ifOperStatus of its uplink: override(c, IF_OPER + ".3", 2).
+        """
+        recording = self._recordings[community]
+        key = parse_oid(oid) if isinstance(oid, str) else tuple(oid)
+        if tag not in TYPE_TAGS:
+            raise ValueError(f"unknown snmprec type {tag!r}")
+        record = Record(key, tag, value)
+        to_snmp(record)  # a value that does not fit the type fails here, not in a request
+        recording.overrides[key] = record
+        recording.changed()
+
+    def clear_override(self, community: str, oid: str | Oid | None = None) -> None:
+        """Back to the recorded value of one object, or of every object (oid None)."""
+        recording = self._recordings[community]
+        if oid is None:
+            recording.overrides.clear()
+        else:
+            recording.overrides.pop(parse_oid(oid) if isinstance(oid, str) else tuple(oid), None)
+        recording.changed()
 
     def lamp(self, community: str) -> LampController:
         return self._lamps[community]
