@@ -140,5 +140,5 @@ async def test_missing_ca_file_makes_points_wait_instead_of_failing(tmp_path: Pa
     config = InfluxConfig(
         url="https://127.0.0.1:9", bucket="b", ca_file=tmp_path / "missing-ca.pem"
     )
-    with pytest.raises(InfluxUnavailableError, match="missing-ca.pem"):
+    with pytest.raises(InfluxUnavailableError, match=r"missing-ca\.pem"):
         await InfluxHttp(config).write(["m f=1 1"])
