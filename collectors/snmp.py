@@ -2,8 +2,10 @@
 
 One pysnmp engine serves the whole process; at most `max_concurrency` requests are in flight,
 and the semaphore is held per request, so a dead device only ever blocks one slot for one
-timeout. Scalars are read with one GET (split when very many or when the agent says tooBig);
-each table is walked with one GETBULK stream carrying all of its columns.
+timeout; devices that did not answer their last poll use a second set of slots, so that many
+dead devices cannot make the live ones queue. Scalars are read with one GET (split when very
+many or when the agent says tooBig); each table is walked with one GETBULK stream carrying all
+of its columns.
 
 `set` writes one of a profile's `writes` (e.g. the lamp command) with one SET; a SET that is
 not done raises SnmpSetError, whose message names the device and the cause, never a secret.
@@ -243,6 +245,9 @@ class SnmpCollector:
     def __init__(self, now: Now, max_concurrency: int = 32) -> None:
         self._now = now
         self._slots = asyncio.Semaphore(max_concurrency)
+        # Devices that did not answer their last poll wait for their timeouts in slots of their
+        # own: 10 % dead devices at 5,000 devices a minute would otherwise hold all the slots.
+        self._silent_slots = asyncio.Semaphore(max_concurrency)
         self._engine: SnmpEngine | None = None
         self._sessions: dict[str, _Session] = {}
         self._usm_rows: dict[tuple[bytes, str], _UsmRow] = {}
@@ -450,7 +455,8 @@ class SnmpCollector:
         else:
             varbinds = [ObjectType(ObjectIdentity(oids[0]), value)]
         queued = time.monotonic()
-        async with self._usm_row(session, auth), self._slots:
+        silent = self._states.get(poll.device.id) == "unreachable"
+        async with self._usm_row(session, auth), self._silent_slots if silent else self._slots:
             poll.extend_deadline(time.monotonic() - queued)
             try:
                 async with asyncio.timeout(session.request_limit):
@@ -567,8 +573,12 @@ class SnmpCollector:
         reps = repetitions(len(active))
         if table.name in session.rows_seen:  # ask for just enough rows to see the table's end
             reps = min(reps, session.rows_seen[table.name] + 1)
+        seen = session.rows_seen.get(table.name)
         while active:
-            want = max(1, min(reps, table.max_rows - min(counts[i] for i in active)))
+            lowest = min(counts[i] for i in active)
+            want = max(1, min(reps, table.max_rows - lowest))
+            if seen is not None and lowest <= seen:  # just enough to reach the end seen last
+                want = min(want, seen - lowest + 1)
             oids = [oid_str(last[i]) for i in active]
             status, _, varbinds = await self._request(poll, oids, repetitions=want)
             if status == TOO_BIG and reps > 1:

@@ -48,6 +48,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+# The wire form ends with the `replayed` flag (encode() of FaultEvent, OperatorAction and
+# TelemetryBatch): a replay flips it in the bytes instead of parsing and encoding the message.
+_LIVE_TAIL, _REPLAYED_TAIL = b',"replayed":false}', b',"replayed":true}'
 
 
 class _GroupCommit(Generic[T, R]):
@@ -313,6 +316,8 @@ class Outbox:
         """The payload to send now: live under the token it was committed with, else replayed."""
         if row.origin != 0 and row.origin == self._token:
             return row.payload
+        if row.payload.endswith(_LIVE_TAIL):  # `replayed` is every message's last field
+            return row.payload[: -len(_LIVE_TAIL)] + _REPLAYED_TAIL
         if row.kind == "fault":
             fault = FaultEvent.model_validate_json(row.payload)
             return encode(fault.model_copy(update={"replayed": True}))

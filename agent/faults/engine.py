@@ -24,9 +24,10 @@ events (the journal) before they are emitted; other changes are flushed every fl
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -72,6 +73,7 @@ T = TypeVar("T")
 DOWN_TYPES = (LAMP_FAILURE, UNREACHABLE)  # what makes a lamp count as down for its circuit
 GROUP_TYPES = (CIRCUIT_OUTAGE, GATEWAY_ISOLATED)
 MIN_GAP_S = 180.0
+MEMORY_FLUSH_S = 3600.0  # rule memory is written this often (and with events, and at close)
 
 Status = Literal["pending", "raised", "held", "absorbed", "maintenance", "muted"]
 
@@ -108,7 +110,7 @@ class FaultEngine:
         self.config = config
         self._clock, self._emit, self._synced = clock, emit, clock_synced
         self._flush_interval_s, self._history_limit = flush_interval_s, history_limit
-        self._plans: dict[str, DeviceRules] = resolved.devices
+        self._plans: dict[str, DeviceRules] = _shared_settings(resolved.devices)
         self._circuit_cfg = resolved.circuit_outage
         self._gateway_cfg = resolved.gateway_network_down
         self._settings: dict[Key, RuleSettings] = {
@@ -120,6 +122,11 @@ class FaultEngine:
         for device in config.devices:
             if device.kind == "streetlight" and device.circuit is not None:
                 self._circuits.setdefault(device.circuit, []).append(device)
+        self._circuit_of = {d.id: name for name, lamps in self._circuits.items() for d in lamps}
+        self._gate: tuple[frozenset[str], bool] | None = None  # gateway inputs of the last settle
+        self._unreachable_eligible = sum(
+            1 for d in self._plans if (d, UNREACHABLE) in self._settings
+        )
         gw = config.gateway.gateway
         self._gateway_id = gw.id
         self._gateway_subject = Subject(gw.id, "gateway", location(gw.location))
@@ -139,6 +146,7 @@ class FaultEngine:
         self._store: FaultStore | None = None
         self._exec: ThreadPoolExecutor | None = None
         self._last_flush = 0.0
+        self._last_memory_flush = 0.0
 
     # -- life ------------------------------------------------------------------------------
 
@@ -169,7 +177,7 @@ class FaultEngine:
             (h.id, FaultDraft.model_validate_json(h.row.draft)) for h in snap.unsent
         )
         self._recent.extend(FaultDraft.model_validate_json(h.row.draft) for h in snap.recent)
-        self._last_flush = self._clock.monotonic()
+        self._last_flush = self._last_memory_flush = self._clock.monotonic()
         log.info(
             "fault_engine_open",
             path=str(path),
@@ -183,7 +191,7 @@ class FaultEngine:
         if self._exec is None:
             return
         async with self._lock:
-            await self._flush()
+            await self._flush(memory=True)
             if self._store is not None:
                 await self._io(self._store.close)
             self._exec.shutdown(wait=True)
@@ -211,10 +219,12 @@ class FaultEngine:
             verdicts = [(r, s, await self._run_rule(plan, r, s, reading)) for r, s in plan.rules]
             async with self._lock:
                 self._require_open()
+                before = self._down_state(reading.device_id)
                 for rule, settings, obs in verdicts:
                     if obs is not None:
                         self._apply(plan.device, rule.name, settings, obs, reading.at)
-                await self._settle(reading.at)
+                changed = self._down_state(reading.device_id) != before
+                await self._settle(reading.at, device_id=reading.device_id, down_changed=changed)
 
     async def tick(self) -> None:
         async with self._lock:
@@ -395,28 +405,75 @@ class FaultEngine:
         return hold
 
     def _gateway_eligible(self) -> int:
-        return sum(1 for d in self._plans if (d, UNREACHABLE) in self._settings)
+        return self._unreachable_eligible
 
     # -- settling: correlation, then reporting ---------------------------------------------
 
-    async def _settle(self, now: datetime, drafts: list[FaultDraft] | None = None) -> None:
-        drafts = [*(drafts or []), *self._correlate(now), *self._reconcile(now)]
+    async def _settle(
+        self,
+        now: datetime,
+        drafts: list[FaultDraft] | None = None,
+        device_id: str | None = None,
+        down_changed: bool = True,
+    ) -> None:
+        """device_id: settling after a reading of this device (only its faults changed);
+        down_changed: whether that changed its down faults (what correlation looks at)."""
+        correlated = self._correlate(now, device_id, down_changed)
+        drafts = [*(drafts or []), *correlated, *self._reconcile(now)]
         if drafts or self._notes:
             await self._journal(drafts)
         await self._drain()
 
-    def _correlate(self, now: datetime) -> list[FaultDraft]:
+    def _down_state(self, device_id: str) -> tuple[object, ...]:
+        """What correlation sees of a device: its down faults' phases and start times."""
+        out: list[object] = []
+        for ftype in DOWN_TYPES:
+            rec = self._records.get((device_id, ftype))
+            if rec is not None:
+                out += [ftype, rec.life.phase, rec.life.bad_since]
+        return tuple(out)
+
+    def _correlate(
+        self, now: datetime, device_id: str | None = None, down_changed: bool = True
+    ) -> list[FaultDraft]:
+        if (
+            device_id is not None
+            and not down_changed
+            and not self._book.windows()
+            and not any(g.members and not g.reported for g in self._groups.values())
+        ):
+            # A reading that changed no down fault changes no group, unless one is still forming
+            # (its settling depends on the time); maintenance windows are checked at the tick.
+            return []
         drafts = self._correlate_gateway(now)
         gw = self._groups.get((self._gateway_id, GATEWAY_ISOLATED))
         explained = set(gw.members) if gw is not None else set()
-        names = set(self._circuits) | {
-            g.circuit for g in self._groups.values() if g.circuit is not None
-        }
+        # Settling runs on every reading, so it looks only at circuits that can change: those
+        # with a group or with a lamp whose down fault is pending or active (any other would
+        # evaluate to no group).
+        names = {g.circuit for g in self._groups.values() if g.circuit is not None}
+        for (lamp_id, ftype), rec in self._records.items():
+            if ftype in DOWN_TYPES and rec.life.phase != "ok" and lamp_id in self._circuit_of:
+                names.add(self._circuit_of[lamp_id])
         # while a device's unreachable fault is pending, the gateway fault may yet explain lamps
         gw_forming = self._gateway_cfg.enabled and any(
             key[1] == UNREACHABLE and rec.life.phase == "pending"
             for key, rec in self._records.items()
         )
+        gate = (frozenset(explained), gw_forming)
+        if device_id is not None and gate == self._gate and not self._book.windows():
+            # After a reading only that lamp's circuit can change, and a group still forming
+            # (its settling depends on the time); the rest waits for the tick, as before.
+            own = self._circuit_of.get(device_id)
+            names = {
+                n
+                for n in names
+                if n == own
+                or any(
+                    g.circuit == n and g.members and not g.reported for g in self._groups.values()
+                )
+            }
+        self._gate = gate
         for name in sorted(names):
             drafts += self._correlate_circuit(name, explained, gw_forming, now)
         self._absorb(now)
@@ -433,12 +490,19 @@ class FaultEngine:
         down: dict[str, datetime] = {}
         pending: set[str] = set()
         eligible = 0
-        for device_id, plan in self._plans.items():
+        candidates: Iterable[str] = self._plans
+        if not self._book.windows():  # nothing in maintenance: only recorded faults matter
+            eligible = self._unreachable_eligible if cfg.enabled else 0
+            candidates = [d for d, ftype in self._records if ftype == UNREACHABLE]
+        for device_id in candidates:
             if not cfg.enabled or (device_id, UNREACHABLE) not in self._settings:
                 continue
-            if self._book.device(plan.device, now) and device_id not in group.members:
-                continue  # in maintenance: starts or joins nothing
-            eligible += 1
+            if candidates is self._plans:
+                if self._book.device(self._plans[device_id].device, now) and (
+                    device_id not in group.members
+                ):
+                    continue  # in maintenance: starts or joins nothing
+                eligible += 1
             rec = self._records.get((device_id, UNREACHABLE))
             if rec is not None and rec.life.phase == "active" and rec.life.bad_since:
                 down[device_id] = rec.life.bad_since
@@ -523,11 +587,12 @@ class FaultEngine:
         settled = not waiting or (
             group.formed_at is not None and now >= group.formed_at + timedelta(seconds=cfg.window_s)
         )
-        subject, severity = self._group_subject(group), cfg.severity
+        severity = cfg.severity
         drafts: list[FaultDraft] = []
 
         def event(state: Literal["raised", "updated", "cleared"]) -> None:
             still = [d for d in group.reported_members if d in down]
+            subject = self._group_subject(group)  # here: most settles report nothing
             drafts.append(
                 group_draft(
                     subject, group, state, severity, now, self._synced(), total, still, detail
@@ -580,28 +645,41 @@ class FaultEngine:
     def _reconcile(self, now: datetime) -> list[FaultDraft]:
         """Compare each fault's truth with what was reported; the differences are events."""
         drafts: list[FaultDraft] = []
-        for key in sorted(self._records):
+        # Only a fault that is active or was reported can produce an event: skip the rest
+        # cheaply (this runs on every reading, over every device's faults). The clock flag is
+        # asked for once, and only when there is something to report.
+        due = [k for k, r in self._records.items() if r.reported or r.life.phase == "active"]
+        synced: list[bool] = []
+
+        def clock_ok() -> bool:
+            if not synced:
+                synced.append(self._synced())
+            return synced[0]
+
+        for key in sorted(due):
             rec = self._records[key]
             if key not in self._settings:
                 continue  # retired at open
             active = rec.life.phase == "active"
+            if _unchanged(rec, now):
+                continue
             quiet = self._in_maintenance(rec.device_id, now) or self._muted(key)
-            subject, synced = self._subject(rec), self._synced()
+            subject = self._subject(rec)
             if rec.reported and not active:
-                drafts.append(record_cleared(subject, rec, now, synced))
+                drafts.append(record_cleared(subject, rec, now, clock_ok()))
                 rec.mark_reported(False)
             elif rec.reported and rec.absorbed_by is not None:
                 group = self._group_named(rec.absorbed_by)
                 if not group.reported:
                     continue  # cleared into it once it is raised, not before
-                drafts.append(record_cleared(subject, rec, now, synced, absorbed_by=group))
+                drafts.append(record_cleared(subject, rec, now, clock_ok(), absorbed_by=group))
                 rec.mark_reported(False)
             elif rec.reported and not quiet:
                 severity_changed = rec.severity != rec.reported_severity
                 flapping = rec.life.flapping and not rec.reported_flapping
                 if severity_changed or flapping:
                     previous = rec.reported_severity if severity_changed else None
-                    drafts.append(record_updated(subject, rec, now, synced, previous, flapping))
+                    drafts.append(record_updated(subject, rec, now, clock_ok(), previous, flapping))
                     rec.reported_severity = rec.severity
                     rec.reported_flapping = rec.reported_flapping or flapping
                 else:
@@ -613,7 +691,7 @@ class FaultEngine:
                 and not quiet
                 and (rec.hold_until is None or now >= rec.hold_until)
             ):
-                drafts.append(record_raised(subject, rec, now, synced))
+                drafts.append(record_raised(subject, rec, now, clock_ok()))
                 rec.mark_reported(True)
             else:
                 continue
@@ -691,7 +769,8 @@ class FaultEngine:
                 log.info("fault_emit_recovered")
                 self._emit_failing = False
 
-    def _batch(self) -> WriteBatch:
+    def _batch(self, memory: bool = True) -> WriteBatch:
+        """What to write: changed records, history, and (if `memory`) changed rule memory."""
         batch = WriteBatch(history=self._notes, sent=self._sent)
         self._notes, self._sent = [], []
         for key in self._dirty:
@@ -703,9 +782,12 @@ class FaultEngine:
             item = rec or group
             batch.records[key] = item.model_dump_json() if item is not None else None
         self._dirty.clear()
-        for key, memory in list(self._memory.items()):
+        if not memory:
+            return batch
+        self._last_memory_flush = self._clock.monotonic()
+        for key, mem in list(self._memory.items()):
             try:
-                text = json.dumps(memory, sort_keys=True) if memory else None
+                text = json.dumps(mem, sort_keys=True) if mem else None
             except (TypeError, ValueError):
                 log.error("rule_memory_not_json", device=key[0], rule=key[1])
                 continue
@@ -717,8 +799,12 @@ class FaultEngine:
                     self._saved_memory[key] = text
         return batch
 
-    async def _flush(self) -> None:
-        batch = self._batch()
+    async def _flush(self, memory: bool | None = None) -> None:
+        """Write what changed; rule memory (last uptime, counters: it changes at every poll)
+        only every MEMORY_FLUSH_S, with events, and at close, to spare the SD card."""
+        if memory is None:
+            memory = self._clock.monotonic() - self._last_memory_flush >= MEMORY_FLUSH_S
+        batch = self._batch(memory)
         self._last_flush = self._clock.monotonic()
         if batch:
             try:
@@ -737,6 +823,34 @@ class FaultEngine:
         if self._store is None:
             raise RuntimeError("the fault engine is not open")
         return self._store
+
+
+def _unchanged(rec: FaultRecord, now: datetime) -> bool:
+    """An active fault that reconciling cannot report on, in maintenance or not (the common
+    case, told without the maintenance lookups): raised and unchanged, held, or absorbed."""
+    if rec.life.phase != "active":
+        return False
+    if not rec.reported:
+        return rec.absorbed_by is not None or (rec.hold_until is not None and now < rec.hold_until)
+    return (
+        rec.absorbed_by is None
+        and rec.severity == rec.reported_severity
+        and (rec.reported_flapping or not rec.life.flapping)
+    )
+
+
+def _shared_settings(plans: dict[str, DeviceRules]) -> dict[str, DeviceRules]:
+    """The same plans, with equal settings (frozen models) shared: most devices of a gateway
+    have the same settings for a rule, and 12 rules x 1,000 lamps would hold 12,000 copies."""
+    seen: dict[tuple[type[RuleSettings], str], RuleSettings] = {}
+
+    def shared(settings: RuleSettings) -> RuleSettings:
+        return seen.setdefault((type(settings), settings.model_dump_json()), settings)
+
+    return {
+        device_id: dataclasses.replace(plan, rules=tuple((r, shared(s)) for r, s in plan.rules))
+        for device_id, plan in plans.items()
+    }
 
 
 def _gap_s(plan: DeviceRules) -> float:

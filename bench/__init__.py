@@ -1,0 +1,1 @@
+"""Benchmarks of the gateway agent and its uplink (not tests): python -m bench [--quick]."""
