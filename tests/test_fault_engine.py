@@ -189,6 +189,25 @@ async def test_journalled_events_are_handed_on_after_a_restart_with_their_ids(
     await h.engine.close()
 
 
+async def test_an_unreadable_journal_row_does_not_stop_the_engine(tmp_path: Path) -> None:
+    import sqlite3
+
+    h = await Harness(load(tmp_path, hotspots=1)).open()
+    h.failing = True
+    await bad_polls(h, 3)
+    await h.engine.close()  # one event journalled, not handed on
+    db = sqlite3.connect(tmp_path / "state" / "faults.db")
+    with db:
+        db.execute('UPDATE history SET draft = \'{"not": "a draft"}\' WHERE sent = 0')
+    db.close()
+    h.failing = False
+    await h.restart()  # opens; the bad row is logged and marked done instead of crashing
+    assert h.events == []
+    await h.restart()
+    assert h.events == []
+    await h.engine.close()
+
+
 async def test_a_raised_fault_of_a_removed_device_is_cleared(tmp_path: Path) -> None:
     h = await Harness(load(tmp_path, hotspots=2)).open()
     await bad_polls(h, 3, device="ap-2")

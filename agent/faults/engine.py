@@ -173,10 +173,13 @@ class FaultEngine:
                 self._saved_memory[key] = text
             except ValueError:
                 log.error("rule_memory_unreadable", device=key[0], rule=key[1])
-        self._unsent.extend(
-            (h.id, FaultDraft.model_validate_json(h.row.draft)) for h in snap.unsent
-        )
-        self._recent.extend(FaultDraft.model_validate_json(h.row.draft) for h in snap.recent)
+        for h in snap.unsent:  # one unreadable journal row must not keep the agent from starting
+            draft = _journal_draft(h.id, h.row.draft)
+            if draft is None:
+                self._sent.append(h.id)  # marked done, so it never blocks a start again
+            else:
+                self._unsent.append((h.id, draft))
+        self._recent.extend(d for h in snap.recent if (d := _journal_draft(h.id, h.row.draft)))
         self._last_flush = self._last_memory_flush = self._clock.monotonic()
         log.info(
             "fault_engine_open",
@@ -869,3 +872,11 @@ def _history(draft: FaultDraft, emitted: bool, note: str) -> HistoryRow:
         note=note,
         draft=draft.model_dump_json(),
     )
+
+
+def _journal_draft(history_id: int, text: str) -> FaultDraft | None:
+    try:
+        return FaultDraft.model_validate_json(text)
+    except ValidationError:
+        log.error("fault_journal_row_unreadable", history_id=history_id)
+        return None
