@@ -8,7 +8,6 @@ Every setting is described in docs/central.md; a full example: docs/examples/cen
 
 from __future__ import annotations
 
-import os
 import socket
 import tomllib
 from pathlib import Path
@@ -18,7 +17,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
     StringConstraints,
     ValidationError,
     model_validator,
@@ -26,6 +24,7 @@ from pydantic import (
 
 from central.geo import Boundary, load_geojson
 from central.siaran_api import Priority
+from firmware_config.models import SecretSource
 from firmware_config.telemetry_config import InfluxConfig
 
 Category = Literal["streetlight", "wifi"]
@@ -37,35 +36,6 @@ KiB = 1024
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SecretSource(_Strict):
-    """A secret given inline, in a file (first line), or in an environment variable."""
-
-    value: SecretStr | None = None
-    file: Path | None = None
-    env: str | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SecretSource:
-        if sum(x is not None for x in (self.value, self.file, self.env)) != 1:
-            raise ValueError("give exactly one of 'value', 'file' or 'env'")
-        return self
-
-    def resolve(self) -> SecretStr:
-        """Read the secret; a ValueError names the file or variable, never the value."""
-        if self.value is not None:
-            return self.value
-        if self.file is not None:
-            try:
-                return SecretStr(self.file.read_text(encoding="utf-8").splitlines()[0].strip())
-            except (OSError, IndexError) as exc:
-                raise ValueError(f"cannot read secret file {self.file}: {exc}") from None
-        assert self.env is not None
-        found = os.environ.get(self.env)
-        if found is None:
-            raise ValueError(f"environment variable {self.env} is not set")
-        return SecretStr(found)
 
 
 class TlsSettings(_Strict):
