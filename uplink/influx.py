@@ -197,6 +197,7 @@ class InfluxWriter:
         self.outbox = Outbox(state_dir / OUTBOX_FILE, outbox, gateway_id, self._clock.now)
         self._rates = RateTracker(config.rates)
         self._opened = False
+        self._open_lock = asyncio.Lock()  # run() and submit() may both open first
         self._reachable = True
         self._written = 0
         self._rejected = 0
@@ -207,10 +208,11 @@ class InfluxWriter:
         self._rejected_rows = 0
 
     async def open(self) -> None:
-        if not self._opened:
-            await self.outbox.open()
-            self._opened = True
-            self.outbox.link_up(_token())
+        async with self._open_lock:
+            if not self._opened:
+                await self.outbox.open()
+                self._opened = True
+                self.outbox.link_up(_token())
 
     async def submit(self, draft: TelemetryDraft) -> None:
         """Keep a batch for InfluxDB: in memory while it answers, else on disk."""
