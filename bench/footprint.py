@@ -8,7 +8,7 @@ snmpd), with a local mosquitto as the city's broker:
 - memory: 100 and 1,000 devices (10 % of them dead: loopback ports that never answer), polled
   for a few rounds; peak RSS = the child's ru_maxrss (os.wait4) after SIGTERM;
 - disk, online: 500 healthy devices at a 10 s interval; write_bytes of the child
-  (/proc/PID/io: bytes sent to the block layer, i.e. the SD card) over 6 poll rounds after a
+  (/proc/PID/io: bytes sent to the block layer, i.e. the SD card) over 5 poll rounds after a
   warm-up, as bytes per poll round, times 1,440 rounds a day (a 60 s interval). All of the
   agent's files are in it: the state store (latest reading of each device), the fault journal,
   the outbox, the action store. Logs go to stdout (journald on a gateway): not counted.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -169,13 +170,20 @@ def disk(
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-footprint-"))
-    with snmpd_agents(work, 2, pju=True) as agents, black_holes(8) as dead:
-        live = [a.address for a in agents]
-        rss = [
-            memory(work, n, interval, args.rounds, live, dead, gateway)
-            for n, interval, gateway in ((100, 5.0, True), (1000, 12.0, True), (1000, 12.0, False))
-        ]
-        written = disk(work, 500, 10.0, args.disk_rounds, live)
+    try:
+        with snmpd_agents(work, 2, pju=True) as agents, black_holes(8) as dead:
+            live = [a.address for a in agents]
+            rss = [
+                memory(work, n, interval, args.rounds, live, dead, gateway)
+                for n, interval, gateway in (
+                    (100, 5.0, True),
+                    (1000, 12.0, True),
+                    (1000, 12.0, False),
+                )
+            ]
+            written = disk(work, 500, 10.0, args.disk_rounds, live)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     print_table(
         "Peak RSS of the agent (siaran-edge run), 10 % of the devices dead",
         ["devices", "install", "poll interval s", "rounds", "peak RSS MB", "stored", "target"],
@@ -216,12 +224,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--rounds", type=int, default=3, help="poll rounds before the RSS is read")
-    p.add_argument("--disk-rounds", type=int, default=6, help="poll rounds measured for disk")
-    p.add_argument("--quick", action="store_true", help="2 rounds each")
+    p.add_argument("--rounds", type=int, default=2, help="poll rounds before the RSS is read")
+    p.add_argument("--disk-rounds", type=int, default=5, help="poll rounds measured for disk")
+    p.add_argument("--quick", action="store_true", help="1 round for RSS, 3 for disk")
     args = p.parse_args(argv)
     if args.quick:
-        args.rounds, args.disk_rounds = 2, 3
+        args.rounds, args.disk_rounds = 1, 3
     args.argv = argv
     return args
 

@@ -1,6 +1,6 @@
 """Scale: how many devices one gateway polls at a 60 s interval on one core, 10 % of them dead.
 
-    python bench/scale.py [--devices 1000] [--interval 12] [--loads 1,2] [--quick]
+    python bench/scale.py [--interval 12] [--rounds 2] [--steps 0.5:0.1,0.5:1,1:1] [--quick]
 
 The real agent (agent.runtime.Agent: scheduler, SNMP collector, state store, fault engine,
 telemetry, uplink to a local mosquitto) polls simulated pju-generic street lights (27 scalars,
@@ -9,12 +9,16 @@ many lamps per snmpd), the dead ones are loopback UDP ports that never answer (2
 1 retry: the defaults). Time is compressed by load, not by clock: N devices at an interval of
 I seconds make N / I polls per second, the load of N x 60 / I devices at 60 s.
 
-Per load step (load 1 = 5,000 devices at 60 s): one interval of warm-up, then `--rounds`
-intervals measured. Measured: the agent's CPU (time.process_time of this process: the agent
-runs in it, the servers are child processes), polls done, CPU per device-poll; the lateness of
-poll starts (wake-up time minus due time, recorded by a clock wrapper around the scheduler's
-clock) and the duration of live polls (which includes any wait for a request slot: that is
-where dead devices could delay live ones). Devices per core at 60 s = 60 s / CPU per poll.
+Per load step (load 1 = 5,000 devices at 60 s; [poll] jitter as given: 0.1, the default,
+starts the polls of a round within the first 10 % of the interval, 1.0 spreads them over all
+of it): one interval of warm-up, then `--rounds` intervals measured. Measured: the agent's CPU
+(time.process_time of this process: the agent runs in it, the servers are child processes),
+polls done, CPU per device-poll; the lateness of poll starts (wake-up time minus due time,
+recorded by a clock wrapper around the scheduler's clock); the duration of live polls (it
+includes any wait for a request slot: where dead devices could delay live ones); how late
+each live reading is handed on (its due time to the end of its poll). With jitter 0.1 a
+round's polls come as a burst, so durations and lateness scale with the interval: at 60 s
+they are 5 times those measured here at 12 s. Devices per core at 60 s = 60 s / CPU per poll.
 Writes bench/results/scale.json.
 """
 
@@ -62,6 +66,7 @@ class LatenessClock:
     inner: Clock
     lateness: list[float] = field(default_factory=list)
     recording: bool = False
+    due: dict[asyncio.Task[Any] | None, float] = field(default_factory=dict)  # per device loop
 
     def now(self) -> datetime:
         return self.inner.now()
@@ -71,6 +76,7 @@ class LatenessClock:
 
     async def sleep(self, seconds: float) -> None:
         due = self.inner.monotonic() + max(0.0, seconds)
+        self.due[asyncio.current_task()] = due
         await self.inner.sleep(seconds)
         if self.recording:
             self.lateness.append(self.inner.monotonic() - due)
@@ -88,8 +94,10 @@ class Step:
     failed_live_polls: int = 0
     cpu_s: float = 0.0
     wall_s: float = 0.0
+    jitter: float = 0.1
     lateness_ms: dict[str, float] = field(default_factory=dict)
     live_duration_ms: dict[str, float] = field(default_factory=dict)
+    live_done_late_ms: dict[str, float] = field(default_factory=dict)
     missed_slots: int = 0
     load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
@@ -117,8 +125,18 @@ def dist_ms(values: list[float]) -> dict[str, float]:
     }
 
 
+def p50_p99(d: dict[str, float]) -> str:
+    return f"{d.get('p50', 0):.0f} / {d.get('p99', 0):.0f}"
+
+
 async def run_step(
-    work: Path, load: float, interval_s: float, rounds: int, live: list[str], dead: list[str]
+    work: Path,
+    load: float,
+    interval_s: float,
+    rounds: int,
+    live: list[str],
+    dead: list[str],
+    jitter: float,
 ) -> Step:
     devices = round(TARGET_DEVICES * load * interval_s / 60.0)
     addresses = [
@@ -132,6 +150,7 @@ async def run_step(
             folder,
             addresses,
             interval_s=interval_s,
+            jitter=jitter,
             extra=BROKER.format(port=broker.port),
         )
         agent = Agent(load_config(config))
@@ -139,6 +158,7 @@ async def run_step(
         agent.scheduler.clock = clock
         dead_ids = {f"pju-{i:05d}" for i, a in enumerate(addresses) if a in dead}
         live_durations: list[float] = []
+        done_late: list[float] = []
         counts = {"polls": 0, "live": 0, "failed_live": 0}
 
         async def count(reading: Reading) -> None:
@@ -148,6 +168,9 @@ async def run_step(
             if reading.device_id not in dead_ids:
                 counts["live"] += 1
                 live_durations.append(reading.duration_s)
+                due = clock.due.get(asyncio.current_task())  # the device loop hands it on
+                if due is not None:
+                    done_late.append(clock.monotonic() - due)
                 if not reading.ok:
                     counts["failed_live"] += 1
 
@@ -176,8 +199,10 @@ async def run_step(
         failed_live_polls=counts["failed_live"],
         cpu_s=cpu1 - cpu0,
         wall_s=wall1 - wall0,
+        jitter=jitter,
         lateness_ms=dist_ms(clock.lateness),
         live_duration_ms=dist_ms(live_durations),
+        live_done_late_ms=dist_ms(done_late),
         missed_slots=missed,
         load_average=load_average(),
     )
@@ -190,9 +215,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     try:
         with snmpd_agents(work, 2, pju=True) as agents, black_holes(8) as dead:
             live = [a.address for a in agents]
-            for load in args.loads:
+            for load, jitter in args.steps:
                 for _ in range(args.repeat):
-                    steps.append(await run_step(work, load, args.interval, args.rounds, live, dead))
+                    steps.append(
+                        await run_step(work, load, args.interval, args.rounds, live, dead, jitter)
+                    )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rows = []
@@ -200,13 +227,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         rows.append(
             [
                 f"{s.equivalent_devices_at_60s:,.0f} @60s ({s.devices} @{s.interval_s:g}s)",
+                f"{s.jitter:g}",
                 f"{s.dead}",
                 f"{s.polls}",
                 f"{100 * s.utilisation:.0f} %",
                 f"{s.cpu_per_poll_ms:.2f}",
                 f"{s.devices_per_core:,.0f}",
-                f"{s.lateness_ms.get('p50', 0):.1f} / {s.lateness_ms.get('p99', 0):.1f}",
-                f"{s.live_duration_ms.get('p50', 0):.1f} / {s.live_duration_ms.get('p99', 0):.1f}",
+                p50_p99(s.lateness_ms),
+                p50_p99(s.live_duration_ms),
+                p50_p99(s.live_done_late_ms),
                 f"{s.failed_live_polls}",
                 f"{s.missed_slots}",
             ]
@@ -215,6 +244,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         f"Polling pju-generic lamps, 10 % dead, measured over {args.rounds} intervals per step",
         [
             "load",
+            "jitter",
             "dead",
             "polls",
             "CPU",
@@ -222,6 +252,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "devices/core @60s",
             "start late p50/p99 ms",
             "live poll p50/p99 ms",
+            "reading late p50/p99 ms",
             "live failed",
             "missed",
         ],
@@ -254,18 +285,19 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--interval", type=float, default=12.0, help="poll interval (s) used")
-    p.add_argument("--rounds", type=int, default=3, help="intervals measured per step")
+    p.add_argument("--rounds", type=int, default=2, help="intervals measured per step")
     p.add_argument(
-        "--loads",
-        type=lambda s: [float(x) for x in s.split(",")],
-        default=[0.5, 1.0],
-        help="load steps, 1 = 5,000 devices at 60 s",
+        "--steps",
+        type=lambda s: [tuple(float(v) for v in x.split(":")) for x in s.split(",")],
+        default=[(0.5, 0.1), (0.5, 1.0), (1.0, 1.0)],
+        help="LOAD:JITTER,... (load 1 = 5,000 devices at 60 s; jitter: [poll] jitter, the"
+        " share of the interval over which a round's polls start; 0.1 is the default)",
     )
     p.add_argument("--repeat", type=int, default=1, help="runs per load step")
     p.add_argument("--quick", action="store_true", help="one step (load 1), 2 intervals")
     args = p.parse_args(argv)
     if args.quick:
-        args.loads, args.rounds = [1.0], 2
+        args.steps, args.rounds = [(1.0, 1.0)], 2
     args.argv = argv
     return args
 
