@@ -1,8 +1,11 @@
 """The latest reading of each device, kept in memory and in SQLite (WAL) in the state directory.
 
-Writes are batched: record() only updates memory; flush() (called every flush_interval_s by
-run()) writes the changed devices in one transaction in a worker thread, so the event loop never
-blocks on the SD card and the card sees one small write every few seconds, not one per reading.
+Written sparingly, for the SD card: a device's row is rewritten when the device's condition
+changes (it stops or starts answering, or starts or stops reporting errors), when the stored row
+is older than `refresh_s` (default a day), and for every device on a clean shutdown. Everything
+else lives in memory: after a power cut the status page shows each device as it was at its last
+condition change or refresh until the first poll (one interval) replaces it. Writes are batched
+by flush(), every flush_interval_s, in one transaction in a worker thread.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import structlog
 
+from agent.clock import Clock, SystemClock
 from collectors.reading import Reading
 
 log = structlog.get_logger(__name__)
@@ -98,21 +102,43 @@ def _connect(
     return conn
 
 
+Condition = tuple[bool, bool]  # (reachable, ok): a change is written at the next flush
+
+
+def _condition(reading: Reading) -> Condition:
+    return reading.reachable, reading.ok
+
+
 class StateStore:
-    def __init__(self, path: Path, flush_interval_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        flush_interval_s: float = 10.0,
+        refresh_s: float = 24 * 3600.0,
+        clock: Clock | None = None,
+    ) -> None:
         self.path = path
-        self.flush_interval_s = flush_interval_s
+        self.flush_interval_s, self.refresh_s = flush_interval_s, refresh_s
+        self._clock = clock or SystemClock()
         self._conn = open_sqlite(path, SCHEMA)
         self._latest: dict[str, Reading] = {}
-        self._dirty: set[str] = set()
+        self._saved: dict[str, tuple[Condition, float]] = {}  # as on disk, and when written
+        self._unsaved: set[str] = set()  # recorded since its row was written
+        self._dirty: set[str] = set()  # condition changed: written at the next flush
         self._lock = asyncio.Lock()
+        now = self._clock.monotonic()
         for (text,) in self._conn.execute("SELECT reading FROM latest_reading"):
             reading = Reading.model_validate_json(text)
             self._latest[reading.device_id] = reading
+            self._saved[reading.device_id] = (_condition(reading), now)
 
     async def record(self, reading: Reading) -> None:
-        self._latest[reading.device_id] = reading
-        self._dirty.add(reading.device_id)
+        device_id = reading.device_id
+        self._latest[device_id] = reading
+        self._unsaved.add(device_id)
+        saved = self._saved.get(device_id)
+        if saved is None or saved[0] != _condition(reading):
+            self._dirty.add(device_id)
 
     def latest(self, device_id: str) -> Reading | None:
         return self._latest.get(device_id)
@@ -120,24 +146,46 @@ class StateStore:
     def all_latest(self) -> dict[str, Reading]:
         return dict(self._latest)
 
-    async def flush(self) -> int:
-        """Write what changed since the last flush; returns the number of devices written.
+    def _due(self, everything: bool) -> set[str]:
+        if everything:
+            return set(self._unsaved)
+        stale = self._clock.monotonic() - self.refresh_s
+        saved = self._saved
+        return self._dirty | {d for d in self._unsaved if d in saved and saved[d][1] <= stale}
 
-        A failed write (disk full, I/O error, locked) is logged and its devices stay dirty for
-        the next flush: the agent goes on polling and reporting faults.
+    async def flush(self, everything: bool = False) -> int:
+        """Write the rows that are due (all unsaved ones when `everything`); returns how many.
+
+        A failed write (disk full, I/O error, locked) is logged and its devices stay due for the
+        next flush: the agent goes on polling and reporting faults.
         """
         async with self._lock:
-            dirty, self._dirty = self._dirty, set()
+            due = self._due(everything)
+            if not due:
+                return 0
+            readings = [self._latest[d] for d in due]
             rows = [
                 (r.device_id, r.at.isoformat(), int(r.reachable), r.model_dump_json())
-                for r in (self._latest[d] for d in dirty)
+                for r in readings
             ]
-            if not rows:
-                return 0
+            # Counted as written from now on: a reading recorded meanwhile is compared with these.
+            now, before = self._clock.monotonic(), {d: self._saved.get(d) for d in due}
+            for r in readings:
+                self._saved[r.device_id] = (_condition(r), now)
+            self._unsaved -= due
+            self._dirty -= due
             try:
                 await asyncio.to_thread(self._write, rows)
-            except sqlite3.Error as exc:
-                self._dirty |= dirty  # written by the next flush
+            except BaseException as exc:  # failed or cancelled: due again at the next flush
+                for d, saved in before.items():
+                    if saved is None:
+                        self._saved.pop(d, None)
+                    else:
+                        self._saved[d] = saved
+                self._unsaved |= due
+                self._dirty |= due
+                if not isinstance(exc, sqlite3.Error):
+                    raise
                 log.error(
                     "state_store_flush_failed",
                     path=str(self.path),
@@ -145,9 +193,6 @@ class StateStore:
                     error=str(exc),
                 )
                 return 0
-            except BaseException:  # cancelled: the write may not have happened (an upsert again)
-                self._dirty |= dirty
-                raise
             return len(rows)
 
     def _write(self, rows: list[tuple[str, str, int, str]]) -> None:
@@ -160,13 +205,13 @@ class StateStore:
             )
 
     async def run(self) -> None:
-        """Flush periodically until cancelled; flushes once more on the way out."""
+        """Flush periodically until cancelled; writes every unsaved reading on the way out."""
         try:
             while True:
-                await asyncio.sleep(self.flush_interval_s)
+                await self._clock.sleep(self.flush_interval_s)
                 await self.flush()
         finally:
-            await asyncio.shield(self.flush())
+            await asyncio.shield(self.flush(everything=True))
 
     def close(self) -> None:
         self._conn.close()

@@ -6,6 +6,8 @@ Polls are 60 s apart. Defaults: raised after 3 bad polls, cleared after 2 good o
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -13,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from agent.clock import FakeClock
-from agent.faults.engine import FaultEngine
+from agent.faults.engine import MEMORY_FLUSH_S, FaultEngine
+from agent.faults.fault_store import WriteBatch
 from agent.faults.rule import CIRCUIT_OUTAGE, GATEWAY_ISOLATED, LAMP_FAILURE, UNREACHABLE
 from agent.faults.settings import check_rule_settings, resolve_settings
 from collectors.reading import Reading
@@ -154,6 +157,91 @@ async def test_restart_neither_raises_again_nor_forgets(tmp_path: Path) -> None:
     await h.restart()
     await h.idle(60)
     assert h.events == [cleared]
+    await h.engine.close()
+
+
+def rule_memory(tmp_path: Path) -> dict[str, int]:
+    with contextlib.closing(sqlite3.connect(tmp_path / "state" / "faults.db")) as db:
+        rows = db.execute("SELECT device_id, memory FROM rule_memory").fetchall()
+    return {device: json.loads(text)["seen"] for device, text in rows}
+
+
+async def test_rule_memory_is_written_with_its_devices_events_and_every_6_hours(
+    tmp_path: Path,
+) -> None:
+    """Rule memory changes at every poll: the SD card sees it only when it matters."""
+    h = await Harness(load(tmp_path, hotspots=2)).open()
+    for _ in range(3):
+        await h.poll(h.hotspot("ap-1", up=False), h.hotspot("ap-2", up=True))
+    assert h.take() == [("ap-1", UPLINK, "raised")]
+    assert rule_memory(tmp_path) == {"ap-1": 3}  # with ap-1's event; ap-2 had none
+    await h.idle(MEMORY_FLUSH_S - 3 * POLL_S - 60, step_s=60)
+    assert rule_memory(tmp_path) == {"ap-1": 3}
+    await h.idle(120)
+    assert rule_memory(tmp_path) == {"ap-1": 3, "ap-2": 3}  # the 6-hourly flush
+    await h.poll(h.hotspot("ap-2", up=True))
+    await h.engine.close()
+    assert rule_memory(tmp_path) == {"ap-1": 3, "ap-2": 4}  # and at close
+
+
+def stored_counts(tmp_path: Path) -> dict[str, tuple[str, int]]:
+    with contextlib.closing(sqlite3.connect(tmp_path / "state" / "faults.db")) as db:
+        rows = db.execute("SELECT device_id, record FROM fault").fetchall()
+    lives = {device: json.loads(text)["life"] for device, text in rows}
+    return {device: (life["phase"], life["bad_count"]) for device, life in lives.items()}
+
+
+async def test_a_fault_is_written_when_its_phase_changes_not_at_every_count(
+    tmp_path: Path,
+) -> None:
+    h = await Harness(load(tmp_path, hotspots=1)).open()
+    await bad_polls(h, 2)
+    assert stored_counts(tmp_path) == {}  # pending: after a power cut it is counted again
+    await bad_polls(h, 1)
+    assert stored_counts(tmp_path) == {"ap-1": ("active", 3)}  # raised: written with the event
+    await bad_polls(h, 5)
+    assert stored_counts(tmp_path) == {"ap-1": ("active", 3)}
+    await h.idle(MEMORY_FLUSH_S)
+    assert stored_counts(tmp_path) == {"ap-1": ("active", 8)}  # with the rule memory
+    await h.engine.close()
+
+
+async def test_a_failed_write_is_written_again_notes_and_memory_included(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = await Harness(load(tmp_path, hotspots=2)).open()
+    until = h.clock.now() + timedelta(hours=2)
+    await h.engine.set_maintenance("device", "ap-2", until, by="budi")
+    store = h.engine._require_open()
+    real_write, failed = store.write, []
+    disk_failing = False
+
+    def write(batch: WriteBatch) -> list[int]:
+        if disk_failing:
+            failed.append(([row.note for row in batch.history], sorted(batch.memory)))
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_write(batch)
+
+    monkeypatch.setattr(store, "write", write)
+    both_bad = (h.hotspot("ap-2", up=False), h.hotspot("ap-1", up=False))
+    await h.poll(*both_bad)
+    await h.poll(*both_bad)
+    disk_failing = True
+    await h.poll(*both_bad, step_s=1)  # ap-2 raised in maintenance (a note), ap-1 raised
+    disk_failing = False
+    assert failed == [  # each time again, with what the failed one held
+        (["maintenance"], []),
+        (["maintenance", ""], [("ap-1", UPLINK)]),  # ap-1's event, with ap-1's memory
+        (["maintenance"], [("ap-1", UPLINK), ("ap-2", UPLINK)]),  # all memory, at once
+    ]
+    assert h.take() == [("ap-1", UPLINK, "raised")]  # the event went out all the same
+    assert rule_memory(tmp_path) == {}
+    await h.clock.advance(10)
+    await h.engine.tick()  # the next flush
+    with contextlib.closing(sqlite3.connect(tmp_path / "state" / "faults.db")) as db:
+        notes = db.execute("SELECT device_id, note FROM history WHERE emitted = 0").fetchall()
+    assert notes == [("ap-2", "maintenance")]
+    assert rule_memory(tmp_path) == {"ap-1": 3, "ap-2": 3}  # all of it, not in 6 hours
     await h.engine.close()
 
 

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from agent.clock import FakeClock
 from agent.state_store import SCHEMA, StateStore, open_sqlite
 from collectors.reading import Reading, ReadingError
+from tests.waiting import until
 
 AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -145,12 +147,13 @@ async def test_a_failed_flush_keeps_the_readings_for_the_next_one(
     assert failures == [2]
 
     failures.clear()  # the periodic task survives a failed write too
-    await store.record(reading("a", 4.0))
+    await store.record(reading("a", 4.0, reachable=False))  # a change of condition: due
     task = asyncio.create_task(store.run())
     for _ in range(200):
         await asyncio.sleep(0.01)
         if len(failures) == 1 and not store._dirty:
             break
+    assert failures == [1] and not store._dirty
     assert not task.done()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -160,3 +163,61 @@ async def test_a_failed_flush_keeps_the_readings_for_the_next_one(
         rows = db.execute("SELECT device_id, reading FROM latest_reading ORDER BY device_id")
         got = {d: Reading.model_validate_json(r).values["active_power"] for d, r in rows}
     assert got == {"a": 4.0, "b": 2.0, "c": 3.0}
+
+
+def stored(path: Path) -> dict[str, tuple[float, bool]]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT reading FROM latest_reading").fetchall()
+    readings = [Reading.model_validate_json(text) for (text,) in rows]
+    return {r.device_id: (float(r.values["active_power"] or 0), r.reachable) for r in readings}
+
+
+async def test_rows_are_rewritten_on_a_change_of_condition_or_when_stale(tmp_path: Path) -> None:
+    """The SD card sees a device's row again only when it changes condition, or after refresh_s."""
+    path, clock = tmp_path / "state.db", FakeClock()
+    store = StateStore(path, refresh_s=3600, clock=clock)
+    await store.record(reading("a", 10.0))
+    await store.record(reading("b", 20.0))
+    assert await store.flush() == 2  # first seen
+    await clock.advance(60)
+    await store.record(reading("a", 11.0))
+    await store.record(reading("b", 21.0))
+    assert await store.flush() == 0  # new values, same condition: memory only
+    assert store.latest("a") == reading("a", 11.0)
+    await store.record(reading("b", 0.0, reachable=False))
+    assert await store.flush() == 1  # b stopped answering
+    assert stored(path) == {"a": (10.0, True), "b": (0.0, False)}
+    await store.record(reading("b", 22.0))
+    assert await store.flush() == 1  # and answers again
+    await clock.advance(3600 - 60)
+    await store.record(reading("a", 12.0))
+    assert await store.flush() == 1  # a's row is an hour old: refreshed; b's is not yet
+    assert stored(path) == {"a": (12.0, True), "b": (22.0, True)}
+    assert await store.flush() == 0
+    store.close()
+
+
+async def test_shutdown_writes_every_unsaved_reading(tmp_path: Path) -> None:
+    path, clock = tmp_path / "state.db", FakeClock()
+    store = StateStore(path, flush_interval_s=10, clock=clock)
+    await store.record(reading("a", 1.0))
+    task = asyncio.create_task(store.run())
+    await clock.advance(10)
+    await until(lambda: stored(path) == {"a": (1.0, True)})  # the periodic flush
+    await until(lambda: store._lock.locked() is False and not store._unsaved)
+    await store.record(reading("a", 2.0))
+    await store.record(reading("b", 3.0))
+    await clock.advance(10)
+    await until(lambda: "b" in stored(path))
+    assert stored(path) == {"a": (1.0, True), "b": (3.0, True)}  # b is new; a only changed
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert stored(path) == {"a": (2.0, True), "b": (3.0, True)}
+    store.close()
+
+    again = StateStore(path, clock=clock)  # what was loaded counts as written
+    await again.record(reading("a", 2.5))
+    assert await again.flush() == 0
+    assert await again.flush(everything=True) == 1
+    again.close()

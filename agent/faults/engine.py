@@ -27,7 +27,7 @@ import asyncio
 import dataclasses
 import json
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -73,7 +73,7 @@ T = TypeVar("T")
 DOWN_TYPES = (LAMP_FAILURE, UNREACHABLE)  # what makes a lamp count as down for its circuit
 GROUP_TYPES = (CIRCUIT_OUTAGE, GATEWAY_ISOLATED)
 MIN_GAP_S = 180.0
-MEMORY_FLUSH_S = 3600.0  # rule memory is written this often (and with events, and at close)
+MEMORY_FLUSH_S = 6 * 3600.0  # all rule memory is written this often (and at close)
 
 Status = Literal["pending", "raised", "held", "absorbed", "maintenance", "muted"]
 
@@ -134,7 +134,8 @@ class FaultEngine:
         self._groups: dict[Key, GroupFault] = {}
         self._memory: dict[Key, dict[str, Any]] = {}
         self._saved_memory: dict[Key, str] = {}
-        self._dirty: set[Key] = set()
+        self._dirty: set[Key] = set()  # written with the next batch
+        self._touched: set[Key] = set()  # only counts moved: written with rule memory
         self._book = MaintenanceBook(gateway_id=gw.id)
         self._notes: list[HistoryRow] = []  # recorded-only history, written with the next batch
         self._unsent: deque[tuple[int, FaultDraft]] = deque()  # journal rows not yet emitted
@@ -365,7 +366,7 @@ class FaultEngine:
         self._changed(key, rec, change, at)
 
     def _changed(self, key: Key, rec: FaultRecord, change: Change, at: datetime) -> None:
-        self._dirty.add(key)
+        (self._touched if change is Change.NONE else self._dirty).add(key)
         if change is Change.ACTIVATED:
             hold = self._hold_s(key)
             rec.hold_until = at + timedelta(seconds=hold) if hold else None
@@ -732,15 +733,19 @@ class FaultEngine:
         self._notes.append(_history(draft, emitted=False, note=why))
 
     async def _journal(self, drafts: list[FaultDraft]) -> None:
-        """Write the state behind these events with them, then queue them for emitting."""
-        batch = self._batch()
+        """Write the state behind these events with them, then queue them for emitting.
+
+        Rule memory goes with them only for the devices the events are about: all of it
+        changes at every poll, and writing it with every event would wear the SD card."""
+        batch = self._batch(self._memory_due(), devices={d.device_id for d in drafts})
         notes = len(batch.history)
         batch.history += [_history(d, emitted=True, note="") for d in drafts]
         try:
             ids = await self._io(self._require_open().write, batch)
+            self._written(batch)
         except Exception:  # the disk failed: better sent than lost
             log.exception("fault_store_write_failed")
-            self._dirty |= set(batch.records)
+            self._unwritten(batch, notes)
             ids = [-1] * len(batch.history)
         self._last_flush = self._clock.monotonic()
         self._unsent.extend(zip(ids[notes:], drafts, strict=True))
@@ -772,10 +777,15 @@ class FaultEngine:
                 log.info("fault_emit_recovered")
                 self._emit_failing = False
 
-    def _batch(self, memory: bool = True) -> WriteBatch:
-        """What to write: changed records, history, and (if `memory`) changed rule memory."""
+    def _batch(self, memory: bool = False, devices: Collection[str] = ()) -> WriteBatch:
+        """What to write: changed records, history, and changed rule memory: all of it (and the
+        records whose counts only moved) if `memory`, else that of `devices`. Rule memory does
+        not count as written before _written()."""
         batch = WriteBatch(history=self._notes, sent=self._sent)
         self._notes, self._sent = [], []
+        if memory:  # records whose counts moved (after a power cut: counted again)
+            self._dirty |= self._touched
+            self._touched.clear()
         for key in self._dirty:
             rec = self._records.get(key)
             group = self._groups.get(key)
@@ -785,10 +795,11 @@ class FaultEngine:
             item = rec or group
             batch.records[key] = item.model_dump_json() if item is not None else None
         self._dirty.clear()
-        if not memory:
-            return batch
-        self._last_memory_flush = self._clock.monotonic()
+        if memory:
+            self._last_memory_flush = self._clock.monotonic()
         for key, mem in list(self._memory.items()):
+            if not memory and key[0] not in devices:
+                continue
             try:
                 text = json.dumps(mem, sort_keys=True) if mem else None
             except (TypeError, ValueError):
@@ -796,26 +807,40 @@ class FaultEngine:
                 continue
             if text != self._saved_memory.get(key):
                 batch.memory[key] = text
-                if text is None:
-                    self._saved_memory.pop(key, None)
-                else:
-                    self._saved_memory[key] = text
         return batch
+
+    def _memory_due(self) -> bool:
+        return self._clock.monotonic() - self._last_memory_flush >= MEMORY_FLUSH_S
+
+    def _written(self, batch: WriteBatch) -> None:
+        for key, text in batch.memory.items():
+            if text is None:
+                self._saved_memory.pop(key, None)
+            else:
+                self._saved_memory[key] = text
+
+    def _unwritten(self, batch: WriteBatch, notes: int | None = None) -> None:
+        """A failed write: everything in it is written again with the next batch (the first
+        `notes` history rows are notes; the rest, events, are emitted anyway)."""
+        self._dirty |= set(batch.records)
+        self._notes = batch.history[:notes] + self._notes
+        self._sent = batch.sent + self._sent
+        if batch.memory:
+            self._last_memory_flush = -MEMORY_FLUSH_S  # all rule memory with the next flush
 
     async def _flush(self, memory: bool | None = None) -> None:
         """Write what changed; rule memory (last uptime, counters: it changes at every poll)
-        only every MEMORY_FLUSH_S, with events, and at close, to spare the SD card."""
-        if memory is None:
-            memory = self._clock.monotonic() - self._last_memory_flush >= MEMORY_FLUSH_S
-        batch = self._batch(memory)
+        only every MEMORY_FLUSH_S, for the devices of new events, and at close, to spare the
+        SD card."""
+        batch = self._batch(self._memory_due() if memory is None else memory)
         self._last_flush = self._clock.monotonic()
         if batch:
             try:
                 await self._io(self._require_open().write, batch)
+                self._written(batch)
             except Exception:
                 log.exception("fault_store_write_failed")
-                self._dirty |= set(batch.records)
-                self._sent = batch.sent + self._sent
+                self._unwritten(batch)
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         if self._exec is None:
