@@ -150,3 +150,33 @@ async def test_an_outage_that_ends_during_circuit_maintenance_is_cleared_then(
         await h.poll(*(h.lamp(f"lamp-A-{i}") for i in range(1, 5)))
     assert h.take() == [("A", CIRCUIT_OUTAGE, "cleared")]  # not held back to the window's end
     await h.engine.close()
+
+
+def test_the_cli_says_what_is_wrong_with_a_locked_store_and_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, hotspots=1)
+    config = ["maintenance", "--config", str(path)]
+    assert main([*config, "--list"]) == 0  # creates faults.db
+    holder = sqlite3.connect(tmp_path / "state" / "faults.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # e.g. a sqlite3 shell in the middle of a change
+    capsys.readouterr()
+    try:
+        assert main([*config, "--device", "ap-1", "--for", "2h"]) == 1  # after the 5 s wait
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    err = capsys.readouterr().err
+    assert "faults.db: database is locked" in err and "nothing was changed; try again" in err
+    assert "Traceback" not in err
+    assert main([*config, "--list"]) == 0
+    assert "no maintenance window in force" in capsys.readouterr().out
+
+
+def test_the_cli_refuses_a_config_with_a_bad_rule_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, hotspots=1, rules="[rules.uplink_down]\nraise_after = -1\n")
+    assert main(["maintenance", "--config", str(path), "--list"]) == 2
+    err = capsys.readouterr().err
+    assert "problem(s) in the configuration" in err and "raise_after" in err

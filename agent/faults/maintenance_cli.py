@@ -15,16 +15,18 @@ import argparse
 import getpass
 import os
 import re
+import sqlite3
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from agent.config_check import load_checked
 from agent.faults.fault_store import FILE_NAME, FaultStore
 from agent.faults.maintenance import MaintenanceWindow, TargetKind, check_target
-from firmware_config.loader import LoadedConfig, load_config
-from firmware_config.problems import ConfigError
+from firmware_config.loader import LoadedConfig
 
 EXIT_USAGE = 2
+EXIT_STORE = 1  # faults.db could not be read or written
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -52,11 +54,21 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def cmd_maintenance(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = load_checked(args.config)
     if config is None:
         return EXIT_USAGE
+    path = config.gateway.state_dir / FILE_NAME
+    try:
+        return _maintenance(args, config, FaultStore(path))
+    except (OSError, sqlite3.Error) as exc:  # locked, read-only, no permission, disk full
+        print(f"siaran-edge maintenance: {path}: {exc}", file=sys.stderr)
+        hint = "try again" if "locked" in str(exc) else "run it as the service's user"
+        print(f"  nothing was changed; {hint} (e.g. sudo -u siaran-edge ...)", file=sys.stderr)
+        return EXIT_STORE
+
+
+def _maintenance(args: argparse.Namespace, config: LoadedConfig, store: FaultStore) -> int:
     now = datetime.now(UTC)
-    store = FaultStore(config.gateway.state_dir / FILE_NAME)
     try:
         if args.list:
             return _list(store, now)
@@ -116,16 +128,6 @@ def _until(until: str | None, duration: str | None, now: datetime) -> datetime:
     if end <= now:
         raise ValueError(f"--until {until!r} is already past")
     return end
-
-
-def _load(path: Path) -> LoadedConfig | None:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        print(f"{path}: {len(exc.problems)} problem(s) in the configuration:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return None
 
 
 def _usage(message: str) -> int:
