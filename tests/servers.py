@@ -41,6 +41,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+class PortTakenError(RuntimeError):
+    """Another process took the port between free_port() and the server's start."""
+
+
 @dataclass
 class Mosquitto:
     """A mosquitto broker of the test's own; extra_conf lines are appended to its config."""
@@ -49,6 +53,7 @@ class Mosquitto:
     port: int = field(default_factory=free_port)
     extra_conf: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    _started: bool = False
 
     @property
     def log(self) -> str:
@@ -56,6 +61,19 @@ class Mosquitto:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def start(self) -> None:
+        """Start; on the first start a port taken meanwhile (free_port() is only a guess) is
+        traded for another one. A restart keeps its port, as a real broker would."""
+        for attempt in range(1, 4):
+            try:
+                self._start_on_port()
+                self._started = True
+                return
+            except PortTakenError:
+                if self._started or attempt == 3:
+                    raise
+                self.port = free_port()
+
+    def _start_on_port(self) -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         conf = self.workdir / "mosquitto.conf"
         lines = [
@@ -71,13 +89,19 @@ class Mosquitto:
         ):
             lines.append("allow_anonymous true")
         conf.write_text("\n".join(lines + self.extra_conf) + "\n")
-        self.proc = subprocess.Popen(
+        self.proc = proc = subprocess.Popen(
             [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
             wait_tcp(self.port)
+            time.sleep(0.05)  # what answered must be this broker, still running
+            if proc.poll() is not None:
+                raise TimeoutError("exited")
         except TimeoutError:
-            stop(self.proc)
+            stop(proc)
+            self.proc = None
+            if "Address already in use" in self.log:
+                raise PortTakenError(self.port) from None
             raise RuntimeError(f"mosquitto did not start:\n{self.log}") from None
 
     def stop(self) -> None:
