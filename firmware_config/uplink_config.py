@@ -45,7 +45,19 @@ class OutboxConfig(BaseModel):
         "normal", description="SQLite synchronous mode for telemetry spills and deletions"
     )
     publish_window: int = Field(
-        50, ge=1, le=1000, description="Rows published before waiting for their PUBACKs"
+        200,
+        ge=1,
+        le=1000,
+        description="Rows handed to the MQTT link ahead of their PUBACKs (a sliding window: "
+        "more are read from the outbox as the oldest are acknowledged); bounds the memory "
+        "of a drain and the duplicates a lost connection may cause",
+    )
+    max_inflight: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="QoS 1 publishes on the wire without their PUBACK (the rest of the window "
+        "waits in the client, in order); lowered to the broker's Receive Maximum (MQTT 5)",
     )
     status_interval_s: float = Field(
         300.0, gt=0, le=86400, description="Retained status is refreshed this often"

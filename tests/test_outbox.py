@@ -416,11 +416,21 @@ class FakeLink:
             fut.set_result(0)
         return fut
 
-    def release(self) -> None:
+    def release(self, faults: int | None = None) -> None:
+        """PUBACK what is held (with `faults`: up to that many fault events, oldest first)."""
+        keep: list[tuple[asyncio.Future[int], tuple[str, bytes, bool]]] = []
         for fut, msg in self.held:
+            if faults is not None and msg[0].endswith("/fault"):
+                if faults == 0:
+                    keep.append((fut, msg))
+                    continue
+                faults -= 1
             self.broker.published.append(msg)
             fut.set_result(0)
-        self.held.clear()
+        self.held = keep
+
+    def held_seqs(self) -> list[int]:
+        return [json.loads(m[1])["seq"] for _, m in self.held if m[0].endswith("/fault")]
 
     async def subscribe(self, topics: list[tuple[str, int]]) -> list[int]:
         self.subscribed += [t for t, _ in topics]
@@ -572,5 +582,80 @@ async def test_acks_and_commands_from_central(tmp_path: Path) -> None:
     await until(lambda: broker.of("/cmd-result/lamp_test"))
     assert broker.of("/cmd-result/lamp_test")[0]["outcome"] == "unsupported"
     assert up.stats().central_acked_seq == 6
+    await up.close()
+    await task
+
+
+# -- the drain: a sliding window ---------------------------------------------------------------
+
+
+async def test_the_window_slides_as_pubacks_come_and_rows_go_only_after_theirs(
+    tmp_path: Path,
+) -> None:
+    broker, clock = FakeBroker(), StepClock()
+    up = make_uplink(tmp_path, broker, clock, publish_window=8, max_inflight=4)
+    task = asyncio.create_task(up.run())
+    await until(lambda: up.stats().connected)
+    assert broker.links[0].options.max_inflight == 4
+    broker.hold = True
+    await asyncio.gather(*(up.submit_fault(fault(i)) for i in range(40)))
+    link = broker.links[0]
+    await until(lambda: len(link.held_seqs()) == 8)
+    assert link.held_seqs() == list(range(1, 9)), "a window, in order"
+    link.release(2)  # two PUBACKs: two more rows go out, without waiting for the other six
+    await until(lambda: link.held_seqs() == list(range(3, 11)))
+    assert up.stats().faults_pending >= 40 - len(broker.of("/fault")), "none without its PUBACK"
+    while link.held_seqs():
+        link.release(3)
+        await until(lambda: len(link.held_seqs()) == min(8, 40 - len(broker.of("/fault"))))
+    await until(lambda: up.stats().faults_pending == 0)
+    assert [f["seq"] for f in broker.of("/fault")] == list(range(1, 41))
+    broker.hold = False
+    link.release()
+    await up.close()
+    await task
+
+
+async def test_a_drop_mid_drain_resends_only_what_had_no_puback_in_order(tmp_path: Path) -> None:
+    broker, clock = FakeBroker(), StepClock()
+    up = make_uplink(tmp_path, broker, clock, publish_window=8)
+    task = asyncio.create_task(up.run())
+    await until(lambda: up.stats().connected)
+    broker.hold = True
+    await asyncio.gather(*(up.submit_fault(fault(i)) for i in range(20)))
+    first = broker.links[0]
+    await until(lambda: len(first.held_seqs()) == 8)
+    first.release(3)  # seqs 1-3 acknowledged
+    await until(lambda: first.held_seqs() == list(range(4, 12)))
+    first.drop(deliver_held=False)  # the broker dies: 4-11 never arrived
+    broker.hold = False
+    await until(lambda: len(broker.links) == 2 and up.stats().faults_pending == 0)
+    faults = broker.of("/fault")
+    assert [f["seq"] for f in faults] == list(range(1, 21)), "no seq twice, none lost, in order"
+    assert all(f["replayed"] for f in faults[3:]), "sent again after the drop: replayed"
+    await up.close()
+    await task
+
+
+async def test_a_refused_row_in_the_middle_of_a_window_is_kept_aside(tmp_path: Path) -> None:
+    broker, clock = FakeBroker(), StepClock()
+    up = make_uplink(tmp_path, broker, clock, publish_window=4)
+    task = asyncio.create_task(up.run())
+    await until(lambda: up.stats().connected)
+    broker.hold = True
+    await asyncio.gather(*(up.submit_fault(fault(i)) for i in range(6)))
+    link = broker.links[0]
+    await until(lambda: link.held_seqs() == [1, 2, 3, 4])
+    fut, _ = next(h for h in link.held if json.loads(h[1][1]).get("seq") == 2)
+    link.held = [h for h in link.held if h[0] is not fut]
+    fut.set_result(135)  # seq 2: PUBACK with reason code 135 (not authorised)
+    link.release()
+    await until(lambda: link.held_seqs() == [5, 6])
+    link.release()
+    broker.hold = False
+    await until(lambda: up.stats().faults_pending == 0 and up.stats().dead_letters == 1)
+    rows = await up.outbox.dead_letters()
+    assert json.loads(rows[0][0].payload)["seq"] == 2
+    assert [f["seq"] for f in broker.of("/fault")] == [1, 3, 4, 5, 6]
     await up.close()
     await task

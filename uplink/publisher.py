@@ -21,11 +21,12 @@ import asyncio
 import contextlib
 import secrets
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from pydantic import ValidationError
@@ -311,6 +312,7 @@ class Uplink:
             tls=tls_context(b.tls) if b.tls is not None else None,
             will=Will(self.topics.status, encode(will), QOS_STATUS, True),
             session_expiry_s=self.config.session_expiry_s,
+            max_inflight=self.config.max_inflight,
         )
 
     async def _session(self) -> None:
@@ -414,33 +416,62 @@ class Uplink:
                 last, since = now_flags, self._clock.monotonic()
 
     async def _drain(self, link: Link) -> None:
-        """Publish the outbox in order, a window at a time; forget rows only after PUBACK."""
+        """Publish the outbox in order through a sliding window: up to `publish_window` rows
+        handed to the link ahead of their PUBACKs, more taken as soon as the oldest are
+        acknowledged (or new rows come while the outbox was empty). A row is forgotten only
+        after its PUBACK (deletions batched)."""
         outbox = self.outbox
-        while True:
-            rows = await outbox.take(self.config.publish_window)
-            if not rows:
-                await outbox.wait_for_work()
-                continue
-            futures = [
-                link.publish(self._topic_of(r), outbox.render(r), _qos_of(r), False) for r in rows
-            ]
-            results = await asyncio.gather(*futures, return_exceptions=True)
-            acked: list[Row] = []
-            refused: list[tuple[Row, str]] = []
-            lost: BaseException | None = None
-            for row, res in zip(rows, results, strict=True):
-                if isinstance(res, BaseException):
-                    lost = lost or res
-                elif res > SUCCESS_MAX:
-                    refused.append((row, f"PUBACK reason code {res}"))
-                else:
-                    acked.append(row)
-            await outbox.done(acked)
-            await outbox.reject(refused)
-            if acked:
-                self._last_publish = self._clock.now()
-            if lost is not None:
-                raise lost
+        window = self.config.publish_window
+        refill = max(1, window // 4)  # take more once this many of the window are acknowledged
+        pending: deque[tuple[Row, asyncio.Future[int]]] = deque()
+        settled = _Settled()
+        exhausted = False  # the last take found fewer rows than it asked for
+        due = False  # new rows were committed since
+        try:
+            while True:
+                room = window - len(pending)
+                if room and (room >= refill or not pending or due):
+                    rows = await outbox.take(room)
+                    exhausted, due = len(rows) < room, False
+                    for row in rows:
+                        topic = self._topic_of(row)
+                        fut = link.publish(topic, outbox.render(row), _qos_of(row), False)
+                        pending.append((row, fut))
+                if not pending:
+                    await self._settle(settled)
+                    await outbox.wait_for_work()
+                    continue
+                # PUBACKs come in order on one connection: wait for the refill-th oldest
+                mark = pending[min(refill, len(pending)) - 1][1]
+                if not mark.done():
+                    if exhausted and len(pending) < window:  # also wake for new rows
+                        work = asyncio.ensure_future(outbox.wait_for_work())
+                        either: list[asyncio.Future[Any]] = [mark, work]
+                        try:
+                            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                        finally:
+                            due = work.done()
+                            work.cancel()
+                    else:
+                        await asyncio.wait([mark])
+                lost = settled.take_done(pending)
+                if lost is not None:
+                    raise lost
+                if len(settled.acked) >= window or not pending:
+                    await self._settle(settled)
+        finally:  # lost, stopped or cancelled: what was acknowledged is still forgotten
+            settled.take_done(pending, everything=True)
+            await asyncio.shield(self._settle(settled))
+
+    async def _settle(self, settled: _Settled) -> None:
+        """Forget the acknowledged rows, keep the refused ones aside (in order)."""
+        acked, refused = settled.acked, settled.refused
+        settled.acked, settled.refused = [], []
+        if acked:
+            await self.outbox.done(acked)
+            self._last_publish = self._clock.now()
+        if refused:
+            await self.outbox.reject(refused)
 
     def _topic_of(self, row: Row) -> str:
         if row.kind == "fault":
@@ -527,6 +558,46 @@ class Uplink:
             wait_s=round(wait, 2),
             error=str(exc),
         )
+
+
+class _Settled:
+    """Rows whose PUBACK came (acked, or refused with a failure reason code), not yet stored."""
+
+    def __init__(self) -> None:
+        self.acked: list[Row] = []
+        self.refused: list[tuple[Row, str]] = []
+
+    def take_done(
+        self, pending: deque[tuple[Row, asyncio.Future[int]]], everything: bool = False
+    ) -> BaseException | None:
+        """Move the finished rows at the head of `pending` here and return the first failure.
+        After a failure (a lost connection fails every row in flight), or with `everything`,
+        every row of `pending` that got its PUBACK is taken and `pending` is emptied."""
+        lost: BaseException | None = None
+        while pending and pending[0][1].done():
+            row, fut = pending.popleft()
+            err = self._note(row, fut)
+            lost = lost or err
+        if lost is not None or everything:
+            for row, fut in pending:
+                if fut.done():
+                    err = self._note(row, fut)
+                    lost = lost or err
+            pending.clear()
+        return lost
+
+    def _note(self, row: Row, fut: asyncio.Future[int]) -> BaseException | None:
+        if fut.cancelled():
+            return LinkError("publish cancelled")
+        exc = fut.exception()
+        if exc is not None:
+            return exc
+        rc = fut.result()
+        if rc > SUCCESS_MAX:
+            self.refused.append((row, f"PUBACK reason code {rc}"))
+        else:
+            self.acked.append(row)
+        return None
 
 
 def _stable(exc: BaseException) -> bool:

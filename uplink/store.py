@@ -462,18 +462,26 @@ class Store:
 
     def _delete_in(self, db: sqlite3.Connection, rows: Sequence[Row]) -> None:
         c = self.counts
-        f_n, f_b, t_n, t_b = c.faults, c.fault_bytes, c.telemetry, c.telemetry_bytes
-        a_n, a_b = c.actions, c.action_bytes
+        left = {  # kind -> (rows, payload bytes) in the store
+            "fault": (c.faults, c.fault_bytes),
+            "telemetry": (c.telemetry, c.telemetry_bytes),
+            "action": (c.actions, c.action_bytes),
+        }
+        by_kind: dict[str, list[Row]] = {}
         for r in rows:
-            table, key = _TABLES[r.kind]
-            if not db.execute(f"DELETE FROM {table} WHERE {key} = ?", (r.key,)).rowcount:
-                continue
-            if r.kind == "fault":
-                f_n, f_b = f_n - 1, f_b - len(r.payload)
-            elif r.kind == "telemetry":
-                t_n, t_b = t_n - 1, t_b - len(r.payload)
-            else:
-                a_n, a_b = a_n - 1, a_b - len(r.payload)
+            by_kind.setdefault(r.kind, []).append(r)
+        for kind, some in by_kind.items():
+            table, key = _TABLES[kind]
+            cur = db.executemany(f"DELETE FROM {table} WHERE {key} = ?", [(r.key,) for r in some])
+            n, size = left[kind]
+            if cur.rowcount == len(some):  # the usual case: every row was still there
+                left[kind] = (n - len(some), size - sum(len(r.payload) for r in some))
+            else:  # some were gone already: count again
+                found = db.execute(
+                    f"SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM {table}"
+                ).fetchone()
+                left[kind] = (int(found[0]), int(found[1]))
+        (f_n, f_b), (t_n, t_b), (a_n, a_b) = left["fault"], left["telemetry"], left["action"]
         self.counts = replace(
             c,
             faults=f_n,
