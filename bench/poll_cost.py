@@ -8,8 +8,9 @@ sequentially (one request stream at a time):
   one GET;
 - ifwalk:  the IF-MIB ifTable, all 22 columns of its 4 rows here (GETBULK walk);
 by
-- the agent: collectors.snmp.SnmpCollector.poll() (pysnmp 7, v2c), the whole poll including
-  value conversion and the Reading; CPU = time.process_time() around N polls;
+- the agent: collectors.snmp.SnmpCollector.poll(), the whole poll including value conversion
+  and the Reading; CPU = time.process_time() around N polls; twice: "agent" with its default
+  v2c path (gufo-snmp, collectors/snmp_fast.py) and "agent (pysnmp)" with v2c_fast=False;
 - Debian's prometheus-snmp-exporter (Go, gosnmp) with a hand-written snmp.yml module for the
   same OIDs, scraped N times over HTTP; CPU = utime + stime of the exporter process
   (/proc/PID/stat) across the N scrapes (the scraper's own CPU is not counted);
@@ -260,6 +261,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     agent = start_snmpd(work / "snmpd")
     exporter: Exporter | None = None
     collector = SnmpCollector(now=lambda: datetime.now(UTC))
+    slow = SnmpCollector(now=lambda: datetime.now(UTC), v2c_fast=False)
+    if not collector.v2c_fast:
+        raise RuntimeError("gufo-snmp is not installed: the agent's v2c fast path is off")
     try:
         exporter = Exporter(work, COMMUNITY)
         target = agent.address
@@ -277,6 +281,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
         rows, cells = await check_agent(collector, device)
+        if await check_agent(slow, device) != (rows, cells):
+            raise RuntimeError("the pysnmp path does not read the same table")
         ez = ezsnmp_poller("127.0.0.1", agent.port)
         proto = await v2c_prototype.Client.open()
         addr = ("127.0.0.1", agent.port)
@@ -284,21 +290,25 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if sum(len(r) for r in check.tables["if_table"].values()) != cells:
             raise RuntimeError("the v2c prototype does not read the same table")
         samples: dict[str, dict[str, list[float]]] = {
-            case: {"agent": [], "exporter": [], "ezsnmp": [], "prototype": []} for case in CASES
+            case: {"agent": [], "pysnmp": [], "exporter": [], "ezsnmp": [], "prototype": []}
+            for case in CASES
         }
         profiles = {case: profile(case) for case in CASES}
         for case in CASES:  # warm-up: caches, JIT-less Go GC settling, session set-up
             await agent_cpu_per_poll(collector, device, profiles[case], 20)
+            await agent_cpu_per_poll(slow, device, profiles[case], 20)
             exporter.cpu_per_scrape(target, case, 20)
         for r in range(args.rounds):
             for case in CASES:
-                order = ["agent", "exporter", "ezsnmp", "prototype"]
-                order = order[r % 4 :] + order[: r % 4]  # rotate: no one always goes first
+                order = ["agent", "pysnmp", "exporter", "ezsnmp", "prototype"]
+                order = order[r % 5 :] + order[: r % 5]  # rotate: no one always goes first
                 for who in order:
                     if who == "agent":
                         value = await agent_cpu_per_poll(
                             collector, device, profiles[case], args.polls
                         )
+                    elif who == "pysnmp":
+                        value = await agent_cpu_per_poll(slow, device, profiles[case], args.polls)
                     elif who == "exporter":
                         value = exporter.cpu_per_scrape(target, case, args.polls)
                     elif who == "prototype":
@@ -312,6 +322,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         proto.close()
     finally:
         await collector.close()
+        await slow.close()
         if exporter is not None:
             exporter.stop()
         agent.stop()
@@ -326,6 +337,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "agent_cpu_ms": spread([v * 1e3 for v in s["agent"]]),
             "exporter_cpu_ms": spread([v * 1e3 for v in s["exporter"]]),
             "ratio_agent_to_exporter": spread(ratios),
+            "pysnmp_cpu_ms": spread([v * 1e3 for v in s["pysnmp"]]),
+            "ratio_pysnmp_to_exporter": spread(
+                [a / e for a, e in zip(s["pysnmp"], s["exporter"], strict=True)]
+            ),
         }
         row["prototype_cpu_ms"] = spread([v * 1e3 for v in s["prototype"]])
         row["ratio_prototype_to_exporter"] = spread(
@@ -345,6 +360,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 fmt_spread(row["ezsnmp_cpu_ms"]) if s["ezsnmp"] else "n/a",
                 fmt_spread(row["ratio_agent_to_exporter"]),
                 f"<= {TARGET_RATIO}",
+                fmt_spread(row["pysnmp_cpu_ms"]),
+                fmt_spread(row["ratio_pysnmp_to_exporter"]),
                 fmt_spread(row["prototype_cpu_ms"]),
                 fmt_spread(row["ratio_prototype_to_exporter"]),
             ]
@@ -358,6 +375,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "ezsnmp",
             "agent/exporter",
             "target",
+            "agent (pysnmp)",
+            "pysnmp/exporter",
             "v2c prototype",
             "prototype/exporter",
         ],

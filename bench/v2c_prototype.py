@@ -1,9 +1,9 @@
 """A bench-only prototype: SNMPv2c GET / GETBULK with a hand-written BER codec (no pysnmp).
 
-Not used by the agent. It exists to measure what the agent's poll would cost without pysnmp
-and pyasn1 (about 80 % of the agent's CPU per poll, see docs/performance.md): the same OIDs,
-the same conversion into a Reading (collectors.base.convert), one asyncio UDP socket with
-request ids. No retries, no SNMPv3, no tooBig handling: a lower bound, not a collector.
+Not used by the agent (whose v2c path is gufo-snmp, collectors/snmp_fast.py). It shows what a
+poll costs with nothing but a minimal codec: the same OIDs, the same conversion into a Reading
+(collectors.base.convert), one asyncio UDP socket with request ids. No retries, no SNMPv3, no
+tooBig handling: a lower bound to compare the agent with, not a collector.
 """
 
 from __future__ import annotations

@@ -100,7 +100,9 @@ class PollDefaults(Strict):
     interval_s: float = Field(60.0, gt=0, le=86400)
     timeout_s: float = Field(2.0, gt=0, le=60)
     retries: int = Field(1, ge=0, le=10)
-    jitter: float = Field(0.1, ge=0, le=1, description="Share of the interval used as start jitter")
+    jitter: float = Field(
+        1.0, ge=0, le=1, description="Share of the interval over which first polls are spread"
+    )
     max_concurrency: int = Field(32, ge=1, le=1024, description="SNMP requests in flight at once")
 
 

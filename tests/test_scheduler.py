@@ -68,6 +68,22 @@ async def run_for(clock: FakeClock, scheduler: Scheduler, seconds: float) -> Non
     await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_default_jitter_spreads_first_polls_over_the_whole_interval() -> None:
+    clock = FakeClock()
+    collector = FakeCollector(clock)
+
+    async def sink(r: Reading) -> None:
+        pass
+
+    jobs = [PollJob(device(f"d{i}"), PROFILE, collector) for i in range(40)]
+    await run_for(clock, Scheduler(clock, jobs, sink, rng=random.Random(3)), 61)
+    starts = sorted(calls[0] for calls in collector.calls.values())
+    assert len(starts) == 40 and all(0 <= s <= 60.0 for s in starts)
+    # spread over the interval, not bunched at its start: every quarter has some first polls
+    quarters = {int(s // 15) for s in starts}
+    assert quarters == {0, 1, 2, 3}
+
+
 async def test_polls_at_interval_with_bounded_jitter_and_no_drift() -> None:
     clock = FakeClock()
     collector = FakeCollector(clock)
