@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +20,7 @@ from central.sandbox.server import SandboxServer
 from central.service import Central
 from central.siaran_api import Report
 from tests.servers import free_port
+from tests.waiting import until
 from uplink.contract import FaultEvent, GatewayStatus, Location, Topics, encode
 
 TOKEN = "test-token-1234"
@@ -132,22 +131,6 @@ def central_config(
         else:
             raw[key] = value
     return CentralConfig.model_validate(raw)
-
-
-async def until(
-    cond: Callable[[], Any], limit_s: float = 15.0, what: str = "", every_s: float = 0.05
-) -> Any:
-    """Poll (real time) until cond() (sync or async) is truthy; returns its value."""
-    deadline = time.monotonic() + limit_s
-    while True:
-        value = cond()
-        if inspect.isawaitable(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {limit_s}s: {what}")
-        await asyncio.sleep(every_s)
 
 
 @asynccontextmanager

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +28,7 @@ from firmware_config.models import BrokerConfig
 from firmware_config.uplink_config import OutboxConfig
 from tests.fault_fakes import FAKE_RULES
 from tests.servers import Mosquitto
+from tests.waiting import until
 from uplink.contract import ActionDraft, OperatorAction, Topics
 from uplink.publisher import GatewayInfo, Uplink
 
@@ -172,13 +172,6 @@ async def with_time(clock: FakeClock, coro: Awaitable[T], step_s: float = 1.0) -
         await clock.advance(step_s)
         await asyncio.sleep(0.005)  # let real I/O (SNMP) happen between steps
     return task.result()
-
-
-async def until(cond: Callable[[], bool], limit_s: float = 5.0) -> None:
-    deadline = time.monotonic() + limit_s
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 # -- acknowledge ------------------------------------------------------------------------------

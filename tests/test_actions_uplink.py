@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from firmware_config.models import BrokerConfig
 from firmware_config.uplink_config import OutboxConfig
 from tests.servers import Mosquitto
+from tests.waiting import until
 from uplink.contract import ActionDraft, LampTestReport, OperatorAction, Topics
 from uplink.publisher import GatewayInfo, Uplink
 
@@ -28,13 +28,6 @@ def uplink_for(port: int, state: Path) -> Uplink:
     return Uplink(
         GW, broker, OutboxConfig(), state, lambda: INFO, backoff_min_s=0.05, backoff_max_s=0.3
     )
-
-
-async def until(cond: Callable[[], bool], limit_s: float = 10.0) -> None:
-    deadline = time.monotonic() + limit_s
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

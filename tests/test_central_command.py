@@ -9,8 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.central_helpers import TOKEN, Api, Gateway, fault_event, sandbox, until
+from tests.central_helpers import TOKEN, Api, Gateway, fault_event, sandbox
 from tests.servers import Mosquitto
+from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parent.parent
 

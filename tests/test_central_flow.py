@@ -22,9 +22,9 @@ from tests.central_helpers import (
     gateway_status,
     running,
     sandbox,
-    until,
 )
 from tests.servers import Mosquitto
+from tests.waiting import until
 from uplink.contract import Ack
 
 

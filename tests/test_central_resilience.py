@@ -16,9 +16,9 @@ from tests.central_helpers import (
     fault_event,
     running,
     sandbox,
-    until,
 )
 from tests.servers import Mosquitto, free_port
+from tests.waiting import until
 from uplink.contract import Ack, encode
 
 

@@ -22,10 +22,10 @@ from tests.central_helpers import (
     fault_event,
     running,
     sandbox,
-    until,
 )
 from tests.influx_servers import Series, VictoriaMetrics, count, victoria_metrics
 from tests.servers import Mosquitto, free_port
+from tests.waiting import until
 from uplink.contract import DeviceMeta, DeviceSamples, TelemetryBatch, encode
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "central.toml"

@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 
 from firmware_config.models import BrokerConfig
 from firmware_config.uplink_config import OutboxConfig
+from tests.waiting import until
 from uplink.contract import (
     Ack,
     ActionDraft,
@@ -469,15 +468,6 @@ def make_uplink(tmp_path: Path, broker: FakeBroker, clock: StepClock, **cfg: int
         backoff_min_s=0.5,
         backoff_max_s=8.0,
     )
-
-
-async def until(cond: Callable[[], object], limit_s: float = 5.0) -> None:
-    """Let the loop (and the outbox's SQLite thread) work until cond() holds."""
-    deadline = time.monotonic() + limit_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.001)
 
 
 async def test_birth_will_order_and_live_flags(tmp_path: Path) -> None:

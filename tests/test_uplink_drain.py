@@ -6,16 +6,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests import waiting
 from tests.servers import mosquitto
 from tests.test_uplink_mqtt import (
     Central,
     assert_in_order_none_lost,
     fault,
     persistent_broker,
-    until,
     uplink_for,
 )
+from tests.waiting import until
 from uplink.mqtt_link import LinkOptions, MqttLink
 
 BACKLOG = 6000
@@ -62,7 +61,7 @@ async def test_a_large_backlog_survives_a_broker_that_dies_mid_drain(tmp_path: P
         await central.connect()
         runner = asyncio.create_task(up.run())
         # the uplink's own count, checked often: the in-process central may lag far behind
-        await waiting.until(
+        await until(
             lambda: up.stats().faults_pending <= BACKLOG - 300,
             every_s=0.001,
             what="the drain under way",

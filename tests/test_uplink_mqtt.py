@@ -21,6 +21,7 @@ from firmware_config.models import BrokerConfig, SecretSource, TlsConfig
 from firmware_config.uplink_config import OutboxConfig
 from tests.servers import Mosquitto
 from tests.tls_certs import make_ca
+from tests.waiting import until
 from uplink.contract import (
     Ack,
     Command,
@@ -65,14 +66,6 @@ def telemetry(i: int, devices: int = 5) -> TelemetryDraft:
             for d in range(devices)
         ]
     )
-
-
-async def until(cond: Callable[[], object], limit_s: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + limit_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {limit_s}s: {what}")
-        await asyncio.sleep(0.02)
 
 
 class Central:
