@@ -31,7 +31,7 @@ import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from central.clock import pause
+from agent.clock import pause
 from central.config import BrokerSettings, TlsSettings
 from central.intake import Rejected, check, subscriptions, telemetry_subscription
 from uplink.contract import FaultEvent, GatewayStatus, TelemetryBatch

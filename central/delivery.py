@@ -14,7 +14,7 @@ from collections import Counter
 
 import structlog
 
-from central.clock import Clock, pause
+from agent.clock import Clock, pause
 from central.ledger import Ledger, PendingOp
 from central.siaran_api import ReportCreate
 from central.siaran_client import SiaranClient, SiaranRejectedError, SiaranUnavailableError

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import structlog
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from central.clock import Clock, sleep_unless
+from agent.clock import Clock, sleep_unless
 from central.ledger import Ledger
 from central.lifecycle import ReportRow
 from central.siaran_api import AWAITING_AGENCY

@@ -11,7 +11,7 @@ from functools import partial
 
 import structlog
 
-from central.clock import Clock, SystemClock, pause, sleep_unless
+from agent.clock import Clock, SystemClock, pause, sleep_unless
 from central.config import CentralConfig
 from central.consumer import Consumer, Outgoing
 from central.delivery import Delivery

@@ -14,7 +14,7 @@ import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from central.clock import Clock
+from agent.clock import Clock
 from central.config import CentralConfig
 from central.sandbox.server import SandboxServer
 from central.service import Central

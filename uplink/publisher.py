@@ -20,18 +20,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
+from agent.clock import Clock, SystemClock, sleep_unless
 from firmware_config.models import BrokerConfig, GatewayConfig
 from firmware_config.uplink_config import OutboxConfig
 from uplink.contract import (
@@ -62,27 +62,6 @@ log = structlog.get_logger(__name__)
 STABLE_AFTER_S = 60.0
 SUCCESS_MAX = 0x7F  # PUBACK reason codes above are failures (MQTT 5)
 STATUS_CHECK_S = 15.0  # how often flag changes (full, refused...) are looked for
-
-
-class Clock(Protocol):
-    """The agent's clock (agent.clock.Clock fits): wall time, monotonic time, sleep."""
-
-    def now(self) -> datetime: ...
-
-    def monotonic(self) -> float: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class _SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
 
 
 @dataclass(frozen=True)
@@ -147,7 +126,7 @@ class Uplink:
         self.config = outbox
         self.topics = Topics(broker.topic_root if broker else "siaran/v1", gateway_id)
         self._info = info
-        self._clock: Clock = clock or _SystemClock()
+        self._clock: Clock = clock or SystemClock()
         self._link_factory = link_factory
         self._backoff = (backoff_min_s, backoff_max_s)
         self._command_handler = command_handler
@@ -262,10 +241,7 @@ class Uplink:
         await self._stopping.wait()
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
-        sleeper = asyncio.create_task(self._clock.sleep(seconds))
-        stopper = asyncio.create_task(self._wait_stop())
-        await asyncio.wait([sleeper, stopper], return_when=asyncio.FIRST_COMPLETED)
-        await self._cancel([sleeper, stopper])
+        await sleep_unless(self._clock, seconds, self._stopping)
 
     async def close(self) -> None:
         """Say goodbye (retained offline status, DISCONNECT), spill memory, close the store."""

@@ -1,6 +1,6 @@
 """The demo's clock: it starts at a chosen moment and runs `speed` times faster than real time.
 
-It fits `agent.clock.Clock` (and `central.clock.Clock`): the agent, central and the SIARAN
+It fits `agent.clock.Clock`: the agent, central and the SIARAN
 sandbox share one, so a 30-minute SLA passes in 30 s at speed 60 and every timestamp they write
 agrees. Only the parts that are given this clock speed up; network timeouts (SNMP, MQTT,
 HTTP) stay in real time.

@@ -24,7 +24,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from central.clock import Clock, SystemClock
+from agent.clock import Clock, SystemClock
 from central.geo import Boundary
 from central.sandbox.store import Answer, KeyReusedError, SandboxStore
 from central.siaran_api import (

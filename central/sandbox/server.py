@@ -7,7 +7,7 @@ from pathlib import Path
 
 import uvicorn
 
-from central.clock import Clock
+from agent.clock import Clock
 from central.geo import Boundary
 from central.sandbox.app import Sandbox
 from central.sandbox.store import SandboxStore
