@@ -1,6 +1,6 @@
 """Footprint: peak RSS of the agent with 100 and 1,000 devices; bytes it writes to disk a day.
 
-    python bench/footprint.py [--quick]
+    python bench/footprint.py [--quick] [--only-memory]
 
 Each measurement runs the real agent, `siaran-edge run --config ...` (python -m agent.cli), as a
 child process against pju-generic street lights served by net-snmp snmpd (many lamps per
@@ -181,7 +181,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     (1000, 12.0, False),
                 )
             ]
-            written = disk(work, 500, 10.0, args.disk_rounds, live)
+            written = None if args.only_memory else disk(work, 500, 10.0, args.disk_rounds, live)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print_table(
@@ -200,6 +200,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             for r in rss
         ],
     )
+    if written is None:  # --only-memory: print, do not overwrite the results file
+        return {"memory": rss}
     print_table(
         "Bytes the agent writes to disk, online, 500 healthy devices",
         ["", "bytes per poll round", "MB/day at 60 s", "target"],
@@ -227,6 +229,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=2, help="poll rounds before the RSS is read")
     p.add_argument("--disk-rounds", type=int, default=5, help="poll rounds measured for disk")
     p.add_argument("--quick", action="store_true", help="1 round for RSS, 3 for disk")
+    p.add_argument(
+        "--only-memory", action="store_true", help="the RSS part only (no results file written)"
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.disk_rounds = 1, 3

@@ -364,6 +364,8 @@ def _resolve_devices(
     """Check each device against its profile, and fill in defaults and named credentials."""
     out: list[_Sourced] = []
     defaults = gateway.poll
+    # equal inline credentials (frozen models) become one object, as named sets are
+    inline: dict[SnmpV2c | SnmpV3, SnmpV2c | SnmpV3] = {}
     for device, file, row in devices:
         found: list[ConfigProblem] = []
 
@@ -402,7 +404,7 @@ def _resolve_devices(
         if not found:
             filled = device.model_copy(
                 update={
-                    "snmp": snmp,
+                    "snmp": None if snmp is None else inline.setdefault(snmp, snmp),
                     "interval_s": device.interval_s or defaults.interval_s,
                     "timeout_s": device.timeout_s or defaults.timeout_s,
                     "retries": defaults.retries if device.retries is None else device.retries,

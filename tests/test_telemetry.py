@@ -314,3 +314,28 @@ async def test_a_big_flush_is_split_below_central_s_payload_limit() -> None:
     ]
     assert max(sizes) <= 8192 + 200  # the batch's own fields on top
     assert [s.device_id for d in sent for s in d.samples] == [d.id for d in devices]
+
+
+async def test_a_sample_that_is_not_valid_on_the_wire_is_lost_alone() -> None:
+    """Samples are made at the flush: one that cannot be (a naive time from a faulty collector)
+    is dropped there, as it was when made on reading, not the whole flush."""
+    t, sent, _ = filter_for(lamp("pju-0001"), lamp("pju-0002"))
+    naive = reading(0, "pju-0001", active_power=60.0).model_copy(
+        update={"at": T0.replace(tzinfo=None)}
+    )
+    await t.on_reading(naive)
+    await t.on_reading(reading(0, "pju-0002", active_power=60.0))
+    await t.flush()
+    assert [s.device_id for d in sent for s in d.samples] == ["pju-0002"]
+
+
+def test_lamps_of_a_circuit_share_their_tags_and_profile_layout() -> None:
+    t, _, _ = filter_for(lamp("pju-0001"), lamp("pju-0002"))
+    one, two = (t._devices[d] for d in ("pju-0001", "pju-0002"))
+    assert one.meta is two.meta and one.index is two.index
+    assert sent_values(t, reading(0, "pju-0001", active_power=60.0)) == {
+        "reachable": True,
+        "active_power": 60.0,
+    }
+    assert sent_values(t, reading(0, "pju-0002", active_power=61.0))["active_power"] == 61.0
+    assert sent_values(t, reading(60, "pju-0001", active_power=60.3)) == {}  # within deadband
