@@ -24,7 +24,6 @@ events (the journal) before they are emitted; other changes are flushed every fl
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
@@ -110,14 +109,13 @@ class FaultEngine:
         self.config = config
         self._clock, self._emit, self._synced = clock, emit, clock_synced
         self._flush_interval_s, self._history_limit = flush_interval_s, history_limit
-        self._plans: dict[str, DeviceRules] = _shared_settings(resolved.devices)
+        self._plans: dict[str, DeviceRules] = resolved.devices  # settings shared per profile
         self._circuit_cfg = resolved.circuit_outage
         self._gateway_cfg = resolved.gateway_network_down
         self._settings: dict[Key, RuleSettings] = {
             (d, rule.name): s for d, plan in self._plans.items() for rule, s in plan.rules
         }
         self._gap = {d: _gap_s(plan) for d, plan in self._plans.items()}
-        self._subjects = {d.id: Subject.of(d) for d in config.devices}
         self._circuits: dict[str, list[Device]] = {}
         for device in config.devices:
             if device.kind == "streetlight" and device.circuit is not None:
@@ -338,13 +336,19 @@ class FaultEngine:
     async def _run_rule(
         self, plan: DeviceRules, rule: Rule, settings: RuleSettings, reading: Reading
     ) -> Observation | None:
-        memory = self._memory.setdefault((plan.device.id, rule.name), {})
+        key = (plan.device.id, rule.name)
+        memory = self._memory.get(key)
+        if memory is None:  # kept only once the rule stores something: most rules never do
+            memory = {}
         ctx = RuleContext(plan.device, plan.profile, reading.at, memory)
         try:
             return await rule.observe(reading, ctx, settings)
         except Exception:  # one rule's bug must not silence the device's other rules
             log.exception("fault_rule_failed", rule=rule.name, device=plan.device.id)
             return None
+        finally:
+            if memory and key not in self._memory:
+                self._memory[key] = memory
 
     def _apply(
         self, device: Device, name: str, settings: RuleSettings, obs: Observation, at: datetime
@@ -709,7 +713,8 @@ class FaultEngine:
         raise LookupError(device_id)  # _absorb only names groups that exist
 
     def _subject(self, rec: FaultRecord) -> Subject:
-        return self._subjects.get(rec.device_id) or Subject(rec.device_id, rec.device_kind)
+        plan = self._plans.get(rec.device_id)  # made when needed: events are rare
+        return Subject.of(plan.device) if plan else Subject(rec.device_id, rec.device_kind)
 
     def _retire_orphans(self, now: datetime) -> list[FaultDraft]:
         """Faults of devices no longer in the inventory, or of rules that no longer apply."""
@@ -865,20 +870,6 @@ def _unchanged(rec: FaultRecord, now: datetime) -> bool:
         and rec.severity == rec.reported_severity
         and (rec.reported_flapping or not rec.life.flapping)
     )
-
-
-def _shared_settings(plans: dict[str, DeviceRules]) -> dict[str, DeviceRules]:
-    """The same plans, with equal settings (frozen models) shared: most devices of a gateway
-    have the same settings for a rule, and 12 rules x 1,000 lamps would hold 12,000 copies."""
-    seen: dict[tuple[type[RuleSettings], str], RuleSettings] = {}
-
-    def shared(settings: RuleSettings) -> RuleSettings:
-        return seen.setdefault((type(settings), settings.model_dump_json()), settings)
-
-    return {
-        device_id: dataclasses.replace(plan, rules=tuple((r, shared(s)) for r, s in plan.rules))
-        for device_id, plan in plans.items()
-    }
 
 
 def _gap_s(plan: DeviceRules) -> float:
