@@ -12,7 +12,9 @@ Table cells are sent only for the columns listed in `[telemetry] tables`, named
 `TABLE.ROW.COLUMN`. `reachable` (bool) tells whether the device answered. A device's tags
 (DeviceMeta) ride along with its first sample after start and every `meta_interval_s`.
 Every `flush_interval_s` the samples collected are handed, as one TelemetryDraft, to each output
-(the uplink, the InfluxDB writer). Nothing is persisted: after a restart everything is sent once.
+(the uplink, the InfluxDB writer), if they make at least `min_batch_bytes` or the oldest has
+waited `max_wait_s`: a gateway with one street light sends once an hour, not a few bytes behind
+300 B of overhead every 5 minutes. Nothing is persisted: after a restart everything is sent once.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Literal, NamedTuple, Protocol
 import structlog
 from pydantic import ValidationError
 
+from agent.clock import Clock
 from collectors.reading import Reading, Value
 from firmware_config.loader import LoadedConfig
 from firmware_config.models import Device
@@ -41,12 +44,6 @@ HEARTBEAT_SLACK_S = 1.0  # a poll a little early still counts as due
 
 MetricClass = Literal["gauge", "counter", "state", "text"]
 Output = Callable[[TelemetryDraft], Awaitable[None]]
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-    async def sleep(self, seconds: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -182,6 +179,7 @@ class Telemetry:
         self._devices = {d.id: _Device(p, metas[d.id], *shared[p.name]) for d, p in devices}
         self._policies: dict[tuple[str, str, str], Policy] = {}
         self._pending: list[_Pending] = []
+        self._waiting_since: float | None = None  # clock.monotonic() of the oldest pending
         self.stats = TelemetryStats()
 
     def _columns(self, profile: Profile) -> dict[str, list[str]]:
@@ -267,6 +265,8 @@ class Telemetry:
     async def on_reading(self, reading: Reading) -> None:
         pending = self._decide(reading)
         if pending is not None:
+            if not self._pending:
+                self._waiting_since = self.clock.monotonic()
             self._pending.append(pending)
 
     # -- flushing ------------------------------------------------------------------------
@@ -280,7 +280,7 @@ class Telemetry:
         """As take(), one batch made at a time: a flush never holds all its samples as models."""
         group: list[DeviceSamples] = []
         size = 0
-        pending, self._pending = self._pending, []
+        pending, self._pending, self._waiting_since = self._pending, [], None
         pending.reverse()  # popped oldest first: each one is freed as its sample is made
         while pending:
             try:
@@ -308,10 +308,37 @@ class Telemetry:
                     self.stats.output_failures += 1
                     log.exception("telemetry_output_failed")
 
+    def worth_sending(self) -> bool:
+        """Whether what waits makes min_batch_bytes, or its oldest sample waited max_wait_s."""
+        if self._waiting_since is None:
+            return False
+        waited = self.clock.monotonic() - self._waiting_since
+        return worth_a_batch((p.sample() for p in self._pending), waited, self.config)
+
+    async def tick(self) -> None:
+        """A flush, if what waits is worth sending (see worth_sending)."""
+        if self.worth_sending():
+            await self.flush()
+
     async def run(self) -> None:
         while True:
             await self.clock.sleep(self.config.flush_interval_s)
-            await self.flush()
+            await self.tick()
+
+
+def worth_a_batch(
+    samples: Iterable[DeviceSamples], waited_s: float, config: TelemetryConfig
+) -> bool:
+    """The batching rule: enough bytes (counted only until there are), or the oldest would
+    wait longer than max_wait_s by the next flush."""
+    if waited_s + config.flush_interval_s > config.max_wait_s:
+        return True
+    size = 0
+    for sample in samples:
+        size += len(sample.model_dump_json(by_alias=True)) + 1
+        if size >= config.min_batch_bytes:
+            return True
+    return False
 
 
 def _due(last: datetime, now: datetime, interval_s: float) -> bool:

@@ -57,7 +57,24 @@ class TelemetryConfig(_Strict):
         True, description="Send telemetry batches to the central broker (central writes InfluxDB)"
     )
     flush_interval_s: float = Field(
-        300.0, ge=1, le=3600, description="One batch (one publish) of all changes this often"
+        300.0,
+        ge=1,
+        le=3600,
+        description="The changes collected are looked at this often and sent as one batch (one "
+        "publish) if they are worth it (min_batch_bytes) or have waited long enough (max_wait_s)",
+    )
+    min_batch_bytes: int = Field(
+        1024,
+        ge=0,
+        le=1024 * 1024,
+        description="Fewer bytes of samples than this wait for a later flush (a publish costs "
+        "about 300 B of MQTT, TLS and TCP on top of its payload); 0: send at every flush",
+    )
+    max_wait_s: float = Field(
+        3600.0,
+        ge=1,
+        le=86400,
+        description="...but none waits longer than this",
     )
     max_batch_bytes: int = Field(
         48 * 1024,

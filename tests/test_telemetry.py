@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
@@ -220,7 +221,8 @@ def test_tags_ride_with_the_first_sample_and_every_meta_interval() -> None:
 
 
 async def test_one_batch_per_flush_interval_with_every_device_and_nothing_when_quiet() -> None:
-    t, sent, clock = filter_for(lamp("pju-0001"), lamp("pju-0002"))
+    config = TelemetryConfig(min_batch_bytes=0)  # every flush sends what it has
+    t, sent, clock = filter_for(lamp("pju-0001"), lamp("pju-0002"), config=config)
     for dev in ("pju-0001", "pju-0002"):
         await t.on_reading(reading(0, dev, active_power=60.0))
     await t.flush()
@@ -228,8 +230,6 @@ async def test_one_batch_per_flush_interval_with_every_device_and_nothing_when_q
     assert [s.device_id for s in sent[0].samples] == ["pju-0001", "pju-0002"]
     await t.flush()  # nothing new: nothing submitted
     assert len(sent) == 1
-    import asyncio
-
     task = asyncio.create_task(t.run())
     await t.on_reading(reading(10, "pju-0002", active_power=30.0))
     await clock.advance(t.config.flush_interval_s - 1)
@@ -237,6 +237,27 @@ async def test_one_batch_per_flush_interval_with_every_device_and_nothing_when_q
     await clock.advance(1)
     assert len(sent) == 2 and sent[1].samples[0].values == {"active_power": 30.0}
     task.cancel()
+
+
+async def test_a_few_bytes_wait_for_more_or_for_max_wait() -> None:
+    """A lone street light does not pay a publish's overhead for a few bytes every 5 minutes."""
+    config = TelemetryConfig(flush_interval_s=300, min_batch_bytes=400, max_wait_s=3600)
+    t, sent, clock = filter_for(lamp("pju-0001"), lamp("pju-0002"), config=config)
+    task = asyncio.create_task(t.run())
+    await t.on_reading(reading(0, active_power=60.0))  # about 100 B
+    await clock.advance(3300)  # 11 flushes: each found too little
+    assert sent == [] and not t.worth_sending()
+    await clock.advance(300)  # it has waited max_wait_s: sent, never later
+    assert [len(d.samples) for d in sent] == [1]
+    for i in range(8):  # enough bytes: sent at the next flush, not an hour later
+        await t.on_reading(reading(3600 + i, "pju-0002", active_power=10.0 + 10 * i))
+    assert t.worth_sending()
+    await clock.advance(300)
+    assert [len(d.samples) for d in sent] == [1, 8]
+    task.cancel()
+    await t.on_reading(reading(4000, active_power=30.0))
+    await t.flush()  # a flush (as at shutdown) sends whatever waits
+    assert [len(d.samples) for d in sent] == [1, 8, 1]
 
 
 def test_the_wire_form_is_compact_and_round_trips() -> None:
