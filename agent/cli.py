@@ -10,11 +10,10 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent.config_check import load_checked
 from agent.faults.maintenance_cli import add_command as add_maintenance_command
 from agent.logs import configure_logging
 from agent.version import agent_version
-from firmware_config.loader import LoadedConfig, load_config, state_dir_problems
-from firmware_config.problems import ConfigError
 
 if TYPE_CHECKING:
     from agent.runtime import Agent
@@ -81,34 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: Path, state_dir: bool = False) -> LoadedConfig | None:
-    """The config with its rule settings (and, if asked, its state_dir) checked too; None
-    (problems printed) when invalid."""
-    from agent.faults.rules import RULES
-    from agent.faults.settings import check_rule_settings
-
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        _print_problems(path, exc)
-        return None
-    problems = check_rule_settings(config, RULES)
-    if not problems and state_dir:
-        problems = state_dir_problems(config)
-    if problems:
-        _print_problems(path, ConfigError(problems))
-        return None
-    return config
-
-
-def _print_problems(path: Path, error: ConfigError) -> None:
-    print(f"{path}: {len(error.problems)} problem(s) in the configuration:", file=sys.stderr)
-    for problem in error.problems:
-        print(f"  - {problem}", file=sys.stderr)
-
-
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = _load(args.config, state_dir=True)
+    config = load_checked(args.config, state_dir=True)
     if config is None:
         return EXIT_CONFIG
     kinds = Counter(d.kind for d in config.devices)
@@ -127,7 +100,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = load_checked(args.config)
     if config is None:
         return EXIT_CONFIG
     from agent.readings_table import readings_table

@@ -25,7 +25,7 @@ import secrets
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +36,7 @@ from influxdb_client.rest import ApiException
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
+from agent.clock import Clock, SystemClock
 from firmware_config.telemetry_config import InfluxConfig
 from firmware_config.uplink_config import OutboxConfig
 from uplink.contract import DeviceMeta, TelemetryBatch, TelemetryDraft
@@ -64,20 +65,6 @@ class LineWriter(Protocol):
     async def write(self, lines: Sequence[str]) -> None: ...
 
     async def close(self) -> None: ...
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class _SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
 
 
 def scrub(text: str, token: str | None, limit: int = 300) -> str:
@@ -187,7 +174,7 @@ class InfluxWriter:
         self.config = config
         self.gateway_id = gateway_id
         self._meta = dict(meta)
-        self._clock: Clock = clock or _SystemClock()
+        self._clock: Clock = clock or SystemClock()
         self._writer: LineWriter = writer or InfluxHttp(config)
         outbox = OutboxConfig(
             file_name=OUTBOX_FILE,
