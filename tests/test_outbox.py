@@ -649,3 +649,31 @@ async def test_a_refused_row_in_the_middle_of_a_window_is_kept_aside(tmp_path: P
     assert [f["seq"] for f in broker.of("/fault")] == [1, 3, 4, 5, 6]
     await up.close()
     await task
+
+
+async def test_a_puback_out_of_order_does_not_stall_or_spin_the_drain(tmp_path: Path) -> None:
+    """A broker (or proxy) acknowledging seq 2 before seq 1: the drain waits for seq 1 and the
+    event loop stays free (it used to spin on the already-done refill mark)."""
+    broker, clock = FakeBroker(), StepClock()
+    up = make_uplink(tmp_path, broker, clock, publish_window=8)
+    task = asyncio.create_task(up.run())
+    await until(lambda: up.stats().connected)
+    broker.hold = True
+    await asyncio.gather(*(up.submit_fault(fault(i)) for i in range(12)))
+    link = broker.links[0]
+    await until(lambda: link.held_seqs() == list(range(1, 9)))
+    fut, _ = next(h for h in link.held if json.loads(h[1][1]).get("seq") == 2)
+    link.held = [h for h in link.held if h[0] is not fut]
+    fut.set_result(0)  # seq 2 (the window's refill mark) before seq 1
+    ticks = 0
+    for _ in range(20):  # the loop must keep turning: a spinning drain would starve this
+        await asyncio.sleep(0.005)
+        ticks += 1
+    assert ticks == 20 and link.held_seqs() == [1, *range(3, 9)], "waits for seq 1"
+    broker.hold = False
+    link.release()
+    await until(lambda: up.stats().faults_pending == 0)
+    delivered = [f["seq"] for f in broker.of("/fault")]  # seq 2 was acked by hand above
+    assert delivered == [1, *range(3, 13)]
+    await up.close()
+    await task

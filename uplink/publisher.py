@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -417,9 +418,11 @@ class Uplink:
                     await self._settle(settled)
                     await outbox.wait_for_work()
                     continue
-                # PUBACKs come in order on one connection: wait for the refill-th oldest
-                mark = pending[min(refill, len(pending)) - 1][1]
-                if not mark.done():
+                # PUBACKs come in order on one connection: wait for the refill-th oldest, or for
+                # an older one still open (a broker out of order, one publish failed alone);
+                # with all of those done, take_done() below moves at least the oldest on
+                mark = next((f for _, f in itertools.islice(pending, refill) if not f.done()), None)
+                if mark is not None:
                     if exhausted and len(pending) < window:  # also wake for new rows
                         work = asyncio.ensure_future(outbox.wait_for_work())
                         either: list[asyncio.Future[Any]] = [mark, work]
