@@ -313,7 +313,15 @@ class Telemetry:
         if self._waiting_since is None:
             return False
         waited = self.clock.monotonic() - self._waiting_since
-        return worth_a_batch((p.sample() for p in self._pending), waited, self.config)
+        return worth_a_batch(self._valid_samples(), waited, self.config)
+
+    def _valid_samples(self) -> Iterator[DeviceSamples]:
+        """The waiting samples that can be made (a bad one is dropped, and logged, at the flush)."""
+        for pending in self._pending:
+            try:
+                yield pending.sample()
+            except ValidationError:
+                continue
 
     async def tick(self) -> None:
         """A flush, if what waits is worth sending (see worth_sending)."""

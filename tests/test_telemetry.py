@@ -350,6 +350,22 @@ async def test_a_sample_that_is_not_valid_on_the_wire_is_lost_alone() -> None:
     assert [s.device_id for d in sent for s in d.samples] == ["pju-0002"]
 
 
+async def test_a_sample_that_cannot_be_made_does_not_stop_the_flushing_task() -> None:
+    """The periodic check of a batch's size meets the bad sample first: it must go on."""
+    t, sent, clock = filter_for(lamp("pju-0001"), lamp("pju-0002"))
+    task = asyncio.create_task(t.run())
+    naive = reading(0, "pju-0001", active_power=60.0).model_copy(
+        update={"at": T0.replace(tzinfo=None)}
+    )
+    await t.on_reading(naive)
+    await clock.advance(t.config.flush_interval_s)  # checked: too small, waits
+    await t.on_reading(reading(0, "pju-0002", active_power=60.0))
+    await clock.advance(t.config.max_wait_s)
+    assert not task.done(), task
+    assert [s.device_id for d in sent for s in d.samples] == ["pju-0002"]
+    task.cancel()
+
+
 def test_lamps_of_a_circuit_share_their_tags_and_profile_layout() -> None:
     t, _, _ = filter_for(lamp("pju-0001"), lamp("pju-0002"))
     one, two = (t._devices[d] for d in ("pju-0001", "pju-0002"))
