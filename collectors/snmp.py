@@ -136,6 +136,7 @@ SET_REFUSALS: dict[str, SetErrorCode] = {
 Auth: TypeAlias = CommunityData | UsmUserData
 Answer = tuple[int, int, list[Any]]  # error status, error index, varbinds
 T = TypeVar("T")
+SILENT_SLOTS_PER_SLOT = 4
 
 
 class _NoMibCompiler:
@@ -181,6 +182,8 @@ class _Session:
     context: ContextData
     auth: Auth | None = None  # v3: None until the agent's engine ID is known
     rows_seen: dict[str, int] = field(default_factory=dict)  # table -> rows at the last walk
+    fast: bool = True  # v2c through gufo-snmp; False once it could not decode an answer
+    empty_gets: set[tuple[str, ...]] = field(default_factory=set)  # fast GETs with no object
 
     @property
     def request_limit(self) -> float:
@@ -260,9 +263,11 @@ class SnmpCollector:
         self._now = now
         self.v2c_fast = v2c_fast and snmp_fast.AVAILABLE  # v2c GET/GETBULK through gufo-snmp
         self._slots = asyncio.Semaphore(max_concurrency)
-        # Devices that did not answer their last poll wait for their timeouts in slots of their
-        # own: 10 % dead devices at 5,000 devices a minute would otherwise hold all the slots.
-        self._silent_slots = asyncio.Semaphore(max_concurrency)
+        # Devices not heard from yet, or silent at their last poll, wait for their timeouts in
+        # slots of their own (4x as many: a silent device's request holds its slot for the whole
+        # timeout, and costs a socket and a timer, not CPU). 10 % dead devices need
+        # N x 0.1 x timeout x tries / interval of them: 33 at 5,000 a minute, 67 at 10,000.
+        self._silent_slots = asyncio.Semaphore(SILENT_SLOTS_PER_SLOT * max_concurrency)
         self._engine: SnmpEngine | None = None
         self._sessions: dict[str, _Session] = {}
         self._usm_rows: dict[tuple[bytes, str], _UsmRow] = {}
@@ -469,10 +474,7 @@ class SnmpCollector:
             varbinds = [self._varbind(oid) for oid in oids]
         else:
             varbinds = [ObjectType(ObjectIdentity(oids[0]), value)]
-        queued = time.monotonic()
-        silent = self._states.get(poll.device.id) == "unreachable"
-        async with self._usm_row(session, auth), self._silent_slots if silent else self._slots:
-            poll.extend_deadline(time.monotonic() - queued)
+        async with self._usm_row(session, auth), self._slot(poll):
             try:
                 async with asyncio.timeout(session.request_limit):
                     if value is not None:
@@ -537,7 +539,7 @@ class SnmpCollector:
     async def _read(self, poll: _Poll) -> None:
         session = poll.session
         assert session is not None
-        if self.v2c_fast and isinstance(session.creds, SnmpV2c):
+        if self.v2c_fast and session.fast and isinstance(session.creds, SnmpV2c):
             await self._fast_read(poll, session)
             return
         if session.auth is None:
@@ -648,9 +650,10 @@ class SnmpCollector:
 
     @asynccontextmanager
     async def _slot(self, poll: _Poll) -> AsyncIterator[None]:
-        """A request slot (the silent devices' set if the device did not answer last time)."""
+        """A request slot: the shared set once the device has answered (its last poll was not
+        unreachable), else the silent devices' set (never seen yet, or silent last time)."""
         queued = time.monotonic()
-        silent = self._states.get(poll.device.id) == "unreachable"
+        silent = self._states.get(poll.device.id) in (None, "unreachable")
         async with self._silent_slots if silent else self._slots:
             poll.extend_deadline(time.monotonic() - queued)
             yield
@@ -665,6 +668,14 @@ class SnmpCollector:
             raise self._failure(poll, errind.requestTimedOut) from None
         except TimeoutError:  # the hard cap on one request, above the client's own timeouts
             raise self._failure(poll, errind.requestTimedOut) from None
+        except snmp_fast.SnmpDecodeError as exc:  # it answered: pysnmp reads it from now on
+            session.fast = False
+            where = f"{session.host}:{session.port}"
+            text = f"{where} answered what gufo-snmp cannot decode: {exc}"
+            message = self._scrub(text, poll.device)
+            log.warning("snmp_fast_path_off", device=poll.device.id, error=message)
+            error = ReadingError(code="protocol", message=message + " (read by pysnmp next time)")
+            raise _PollError(error, reachable=True) from None
         except (snmp_fast.SnmpError, OSError) as exc:
             raise self._failure(poll, exc) from None
         poll.answered = True
@@ -681,10 +692,17 @@ class SnmpCollector:
                 return await client.get([m.oid for m in metrics])
 
         answer = await self._fast_request(poll, get)
-        if not answer and len(metrics) > 1:  # nothing at all: maybe tooBig (not reported)
+        chunk = tuple(m.oid for m in metrics)
+        if not answer and len(metrics) > 1 and chunk not in session.empty_gets:
+            # nothing at all: maybe a tooBig (gufo-snmp does not report it): ask in halves
+            values, errors = len(poll.values), len(poll.errors)
             half = len(metrics) // 2
             await self._fast_get(poll, client, metrics[:half])
             await self._fast_get(poll, client, metrics[half:])
+            if len(poll.values) == values and all(
+                e.code == "no_such_object" for e in poll.errors[errors:]
+            ):
+                session.empty_gets.add(chunk)  # none of them exists: no halves next time
             return
         for metric in metrics:
             if metric.oid not in answer:
@@ -706,6 +724,7 @@ class SnmpCollector:
         rows: dict[tuple[int, ...], dict[str, Value]] = {}
         bad: dict[str, list[str]] = {}
         seen = session.rows_seen.get(table.name)
+        cut: set[int] = set()  # columns with more rows than max_rows (or perhaps more)
 
         async def stream(walk: snmp_fast.Walk, reps: int) -> None:
             depth = len(walk.root) + 1 if walk.whole_entry else len(walk.root)
@@ -719,7 +738,10 @@ class SnmpCollector:
                         return  # past the last column wanted, or an agent going round
                     previous = oid
                     i = by_oid.get(column)
-                    if i is None or i not in walk.columns or counts[i] >= table.max_rows:
+                    if i is None or i not in walk.columns:
+                        continue
+                    if counts[i] >= table.max_rows:
+                        cut.add(i)
                         continue
                     counts[i] += 1
                     spec = table.columns[i]
@@ -728,15 +750,19 @@ class SnmpCollector:
                         bad.setdefault(spec.name, []).append(result.message)
                     else:
                         rows.setdefault(oid[depth:], {})[spec.name] = result
+                    if all(counts[j] >= table.max_rows for j in walk.columns):
+                        cut.update(walk.columns)  # perhaps more rows: not asked for
+                        return  # max_rows of every column of this stream: ask no further
 
-        for walk in snmp_fast.plan_walks(columns):
+        longer = seen is not None and seen > table.max_rows  # cut at max_rows last time
+        for walk in snmp_fast.plan_walks(columns, whole_entries=not longer):
             if walk.whole_entry:  # varbinds per GETBULK: just past the end seen last time
                 span = max(columns[i][-1] for i in walk.columns)
                 reps = BULK_VARBINDS if seen is None else min(BULK_VARBINDS, span * seen + 1)
             else:
                 reps = MAX_REPETITIONS if seen is None else min(MAX_REPETITIONS, seen + 1)
             await self._fast_request(poll, functools.partial(stream, walk, max(2, reps)))
-        self._table_done(poll, table, rows, bad, max(counts))
+        self._table_done(poll, table, rows, bad, max(counts) + (1 if cut else 0))
 
     def _table_done(
         self,

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from collectors.snmp_values import Raw, text_or_hex
 
 try:
-    from gufo.snmp import SnmpError, SnmpVersion
+    from gufo.snmp import SnmpDecodeError, SnmpError, SnmpVersion
     from gufo.snmp.aio import SnmpSession
 
     AVAILABLE = True
@@ -35,6 +35,9 @@ except ImportError:  # no wheel for this platform (e.g. 32-bit ARM): pysnmp serv
 
     class SnmpError(Exception):  # type: ignore[no-redef]  # never raised without gufo-snmp
         """gufo-snmp's own error (decoding, encoding, socket)."""
+
+    class SnmpDecodeError(SnmpError):  # type: ignore[no-redef]
+        """An answer gufo-snmp could not decode."""
 
 
 Oid = tuple[int, ...]
@@ -62,12 +65,14 @@ class Walk:
         return len(self.columns) > 1
 
 
-def plan_walks(columns: list[Oid]) -> list[Walk]:
+def plan_walks(columns: list[Oid], whole_entries: bool = True) -> list[Walk]:
     """How to walk a table's columns with single-subtree GETBULK streams.
 
     Columns of one table entry (same OID but the last arc) are walked as the entry's subtree
     when they are at least half of the entry's columns up to the last one wanted, e.g. all 22
-    ifTable columns (one stream instead of 22); otherwise each column is walked on its own.
+    ifTable columns (one stream instead of 22); otherwise, or without `whole_entries` (a table
+    longer than its max_rows: an entry walk would pass every row of a column to reach the
+    next), each column is walked on its own and stops at max_rows.
     """
     entries: dict[Oid, list[int]] = {}
     for index, column in enumerate(columns):
@@ -75,7 +80,7 @@ def plan_walks(columns: list[Oid]) -> list[Walk]:
     walks: list[Walk] = []
     for entry, members in entries.items():
         span = max(columns[i][-1] for i in members)
-        if len(members) > 1 and span <= 2 * len(members):
+        if whole_entries and len(members) > 1 and span <= 2 * len(members):
             walks.append(Walk(entry, tuple(members)))
         else:
             walks += [Walk(columns[i], (i,)) for i in members]
@@ -130,6 +135,7 @@ __all__ = [
     "AVAILABLE",
     "FastV2c",
     "RequestTimedOut",
+    "SnmpDecodeError",
     "SnmpError",
     "Walk",
     "plan_walks",

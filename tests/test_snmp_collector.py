@@ -382,8 +382,9 @@ async def test_routeros_interfaces_in_one_bulk_stream(
 
 
 async def test_table_max_rows_is_respected(
-    collector: SnmpCollector, snmpsim_agent: Snmpsim
+    collector: SnmpCollector, snmpsim_agent: Snmpsim, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    fast = FastCalls().install(monkeypatch)
     table = ROUTEROS_IFS | {"max_rows": 5}
     dev = device("hs-routeros", snmpsim_agent.address, v2c("routeros"))
     reading = await collector.poll(dev, profile([], [table]))
@@ -392,6 +393,11 @@ async def test_table_max_rows_is_respected(
     rows = reading.tables["interfaces"]
     assert list(rows) == ["1", "2", "3", "4", "5"]
     assert all(len(row) == 4 for row in rows.values())
+    if collector.v2c_fast:  # the table is longer than max_rows: next time column by column,
+        fast.walks.clear()  # each stopping at its 5th row (an entry walk passes every row)
+        again = await collector.poll(dev, profile([], [table]))
+        assert again.tables == reading.tables
+        assert fast.walks == [(f"{IF}.2", 7), (f"{IF}.3", 7), (f"{IFX}.6", 7), (f"{IFX}.10", 7)]
 
 
 async def test_missing_objects_in_real_recordings(
@@ -531,6 +537,30 @@ async def test_many_scalars_are_chunked_and_too_big_is_split(
     assert len(get.sizes) < 40  # chunked and split, not one GET per scalar
 
 
+async def test_a_get_of_objects_the_device_does_not_have_is_split_only_once(
+    snmpsim_agent: Snmpsim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gufo-snmp answers "nothing" both for a tooBig and for OIDs that all do not exist: the
+    halves are tried once; a device without that MIB is not asked 2n-1 times at every poll."""
+    if not snmp_fast.AVAILABLE:
+        pytest.skip("gufo-snmp is not installed")
+    fast = FastCalls().install(monkeypatch)
+    absent = [
+        {"name": f"x{i}", "oid": f"1.3.6.1.4.1.32473.99.{i}.0", "type": "int"} for i in range(8)
+    ]
+    collector = SnmpCollector(clock)
+    dev = device("hs-routeros", snmpsim_agent.address, v2c("routeros"))
+    first = await collector.poll(dev, profile(absent))
+    asked_first = len(fast.sizes)
+    second = await collector.poll(dev, profile(absent))
+    await collector.close()
+
+    assert first.reachable and {c for c, _ in codes(first)} == {"no_such_object"}
+    assert codes(second) == codes(first)
+    assert asked_first == 15  # 8 OIDs: 1 + 2 + 4 + 8 GETs, finding nothing
+    assert len(fast.sizes) - asked_first == 1  # next time: one GET
+
+
 # -- dead devices, deadlines, concurrency --------------------------------------------------------
 
 
@@ -601,8 +631,36 @@ async def test_concurrency_bound_is_respected(
         device(f"pju-{i:03}", snmpd_agent.address, v2c(snmpd_agent.community)) for i in range(12)
     ]
     readings = await asyncio.gather(*(collector.poll(d, SYSTEM) for d in devices))
+    assert all(r.ok for r in readings), [r.errors for r in readings]
+    assert get.peak == 12  # first contact: the silent devices' set, 4 x 3 (none heard from yet)
+    get.peak = 0
+    readings = await asyncio.gather(*(collector.poll(d, SYSTEM) for d in devices))
     await collector.close()
 
     assert all(r.ok for r in readings), [r.errors for r in readings]
-    assert len(get.sizes) == 12
-    assert get.peak == 3  # the bound is used, and never exceeded
+    assert len(get.sizes) == 24
+    assert get.peak == 3  # devices that answered: the bound is used, and never exceeded
+
+
+async def test_an_answer_the_fast_path_cannot_decode_moves_the_device_to_pysnmp(
+    snmpd_agent: Snmpd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not snmp_fast.AVAILABLE:
+        pytest.skip("gufo-snmp is not installed")
+
+    async def undecodable(client: snmp_fast.FastV2c, oids: list[str]) -> Any:
+        raise snmp_fast.SnmpDecodeError("cannot decode")
+
+    fast = FastCalls(answer=undecodable).install(monkeypatch)
+    pysnmp_get = CallLog(get_cmd)
+    monkeypatch.setattr("collectors.snmp.get_cmd", pysnmp_get)
+    collector = SnmpCollector(clock)
+    dev = device("pju-001", snmpd_agent.address, v2c(snmpd_agent.community))
+    first = await collector.poll(dev, SYSTEM)
+    second = await collector.poll(dev, SYSTEM)
+    await collector.close()
+
+    assert first.reachable and codes(first) == [("protocol", None)]  # it did answer
+    assert "gufo-snmp cannot decode" in first.errors[0].message
+    assert second.ok and second.values["name"], second.errors
+    assert len(fast.sizes) == 1 and len(pysnmp_get.sizes) >= 1  # the second through pysnmp
