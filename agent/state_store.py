@@ -1,11 +1,12 @@
 """The latest reading of each device, kept in memory and in SQLite (WAL) in the state directory.
 
 Written sparingly, for the SD card: a device's row is rewritten when the device's condition
-changes (it stops or starts answering, or starts or stops reporting errors), when the stored row
-is older than `refresh_s` (default a day), and for every device on a clean shutdown. Everything
-else lives in memory: after a power cut the status page shows each device as it was at its last
-condition change or refresh until the first poll (one interval) replaces it. Writes are batched
-by flush(), every flush_interval_s, in one transaction in a worker thread.
+changes (it stops or starts answering, or starts or stops reporting errors; at most once per
+`condition_gap_s`, 30 min, so that a flapping device does not write at every poll), when the
+stored row is older than `refresh_s` (default a day), and for every device on a clean shutdown.
+Everything else lives in memory: after a power cut the status page shows each device as it was
+at its last condition change or refresh until the first poll (one interval) replaces it.
+Writes are batched by flush(), every flush_interval_s, in one transaction in a worker thread.
 """
 
 from __future__ import annotations
@@ -115,10 +116,12 @@ class StateStore:
         path: Path,
         flush_interval_s: float = 10.0,
         refresh_s: float = 24 * 3600.0,
+        condition_gap_s: float = 1800.0,
         clock: Clock | None = None,
     ) -> None:
         self.path = path
         self.flush_interval_s, self.refresh_s = flush_interval_s, refresh_s
+        self.condition_gap_s = condition_gap_s  # a flapping device: one row write per gap
         self._clock = clock or SystemClock()
         self._conn = open_sqlite(path, SCHEMA)
         self._latest: dict[str, Reading] = {}
@@ -126,6 +129,7 @@ class StateStore:
         self._unsaved: set[str] = set()  # recorded since its row was written
         self._dirty: set[str] = set()  # condition changed: written at the next flush
         self._lock = asyncio.Lock()
+        self._writing: asyncio.Future[None] | None = None
         now = self._clock.monotonic()
         for (text,) in self._conn.execute("SELECT reading FROM latest_reading"):
             reading = Reading.model_validate_json(text)
@@ -139,6 +143,8 @@ class StateStore:
         saved = self._saved.get(device_id)
         if saved is None or saved[0] != _condition(reading):
             self._dirty.add(device_id)
+        else:  # back as it is stored (a flap shorter than the gap): nothing to write
+            self._dirty.discard(device_id)
 
     def latest(self, device_id: str) -> Reading | None:
         return self._latest.get(device_id)
@@ -149,9 +155,10 @@ class StateStore:
     def _due(self, everything: bool) -> set[str]:
         if everything:
             return set(self._unsaved)
-        stale = self._clock.monotonic() - self.refresh_s
-        saved = self._saved
-        return self._dirty | {d for d in self._unsaved if d in saved and saved[d][1] <= stale}
+        now, saved = self._clock.monotonic(), self._saved
+        stale, settled = now - self.refresh_s, now - self.condition_gap_s
+        changed = {d for d in self._dirty if d not in saved or saved[d][1] <= settled}
+        return changed | {d for d in self._unsaved if d in saved and saved[d][1] <= stale}
 
     async def flush(self, everything: bool = False) -> int:
         """Write the rows that are due (all unsaved ones when `everything`); returns how many.
@@ -160,6 +167,8 @@ class StateStore:
         next flush: the agent goes on polling and reporting faults.
         """
         async with self._lock:
+            if self._writing is not None and not self._writing.done():
+                await asyncio.wait([self._writing])  # a cancelled flush's write, still running
             due = self._due(everything)
             if not due:
                 return 0
@@ -174,8 +183,10 @@ class StateStore:
                 self._saved[r.device_id] = (_condition(r), now)
             self._unsaved -= due
             self._dirty -= due
+            self._writing = write = asyncio.ensure_future(asyncio.to_thread(self._write, rows))
+            write.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen, even alone
             try:
-                await asyncio.to_thread(self._write, rows)
+                await asyncio.shield(write)  # cancelled: the write goes on, the next one waits
             except BaseException as exc:  # failed or cancelled: due again at the next flush
                 for d, saved in before.items():
                     if saved is None:

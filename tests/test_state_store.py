@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -128,7 +129,7 @@ async def test_a_failed_flush_keeps_the_readings_for_the_next_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "state.db"
-    store = StateStore(path, flush_interval_s=0.01)
+    store = StateStore(path, flush_interval_s=0.01, condition_gap_s=0)
     real_write = store._write
     failures: list[int] = []
 
@@ -173,9 +174,10 @@ def stored(path: Path) -> dict[str, tuple[float, bool]]:
 
 
 async def test_rows_are_rewritten_on_a_change_of_condition_or_when_stale(tmp_path: Path) -> None:
-    """The SD card sees a device's row again only when it changes condition, or after refresh_s."""
+    """The SD card sees a device's row again only when it changes condition (at most once per
+    condition_gap_s), or after refresh_s."""
     path, clock = tmp_path / "state.db", FakeClock()
-    store = StateStore(path, refresh_s=3600, clock=clock)
+    store = StateStore(path, refresh_s=3600, condition_gap_s=600, clock=clock)
     await store.record(reading("a", 10.0))
     await store.record(reading("b", 20.0))
     assert await store.flush() == 2  # first seen
@@ -185,11 +187,19 @@ async def test_rows_are_rewritten_on_a_change_of_condition_or_when_stale(tmp_pat
     assert await store.flush() == 0  # new values, same condition: memory only
     assert store.latest("a") == reading("a", 11.0)
     await store.record(reading("b", 0.0, reachable=False))
-    assert await store.flush() == 1  # b stopped answering
+    assert await store.flush() == 0  # b stopped answering, but its row is a minute old
+    await clock.advance(540)
+    assert await store.flush() == 1  # 10 minutes on: written
     assert stored(path) == {"a": (10.0, True), "b": (0.0, False)}
+    await store.record(reading("b", 22.0))  # and answers again
+    await clock.advance(60)
+    await store.record(reading("b", 0.0, reachable=False))  # flapping: no write yet
+    await clock.advance(540)
+    assert await store.flush() == 0  # back as it was written: nothing to write
     await store.record(reading("b", 22.0))
-    assert await store.flush() == 1  # and answers again
-    await clock.advance(3600 - 60)
+    await clock.advance(600)
+    assert await store.flush() == 1
+    await clock.advance(3600 - 1200)
     await store.record(reading("a", 12.0))
     assert await store.flush() == 1  # a's row is an hour old: refreshed; b's is not yet
     assert stored(path) == {"a": (12.0, True), "b": (22.0, True)}
@@ -221,3 +231,42 @@ async def test_shutdown_writes_every_unsaved_reading(tmp_path: Path) -> None:
     assert await again.flush() == 0
     assert await again.flush(everything=True) == 1
     again.close()
+
+
+async def test_a_stop_during_a_write_waits_for_it_before_the_last_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled mid-write, the periodic write goes on in its thread: the shutdown write must
+    not start a second transaction on the same connection meanwhile."""
+    path, clock = tmp_path / "state.db", FakeClock()
+    store = StateStore(path, flush_interval_s=10, clock=clock)
+    real_write, started, release = store._write, threading.Event(), threading.Event()
+    overlapping: list[int] = []
+    busy = threading.Lock()
+
+    def slow_write(rows: list[tuple[str, str, int, str]]) -> None:
+        if not busy.acquire(blocking=False):
+            overlapping.append(len(rows))
+            return
+        try:
+            if not started.is_set():
+                started.set()
+                release.wait(5)
+            real_write(rows)
+        finally:
+            busy.release()
+
+    monkeypatch.setattr(store, "_write", slow_write)
+    await store.record(reading("a", 1.0))
+    task = asyncio.create_task(store.run())
+    await clock.advance(10)
+    await until(started.is_set)  # the periodic write is in its thread
+    await store.record(reading("a", 2.0))
+    task.cancel()
+    await asyncio.sleep(0.05)
+    release.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    store.close()
+    assert overlapping == []
+    assert stored(path) == {"a": (2.0, True)}
