@@ -86,6 +86,8 @@ class Scheduler:
             await self.clock.sleep(due - self.clock.monotonic())
             stats.max_lateness_s = max(stats.max_lateness_s, self.clock.monotonic() - due)
             reading = await poll_guarded(job, self.clock)
+            if _cancel_swallowed():
+                raise asyncio.CancelledError  # the loop must end, or the agent cannot stop
             stats.polls += 1
             stats.failures += 0 if reading.ok else 1
             stats.last_duration_s = reading.duration_s
@@ -99,6 +101,14 @@ class Scheduler:
             if behind > 0:
                 stats.missed_slots += behind
                 slot += behind
+
+
+def _cancel_swallowed() -> bool:
+    """This task was cancelled, yet the poll returned: a library swallowed the CancelledError.
+    Python 3.11's asyncio.wait_for does when its future completes as the cancel comes (fixed in
+    3.12); gufo-snmp waits with it on every request."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def poll_guarded(job: PollJob, clock: Clock) -> Reading:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 
@@ -154,3 +155,29 @@ async def test_a_failing_sink_does_not_stop_polling() -> None:
     scheduler = Scheduler(clock, [PollJob(device("d"), PROFILE, collector)], sink, jitter=0.0)
     await run_for(clock, scheduler, 130)
     assert len(collector.calls["d"]) == 3
+
+
+class SwallowingCollector(FakeCollector):
+    """A poll that swallows the CancelledError, as Python 3.11's asyncio.wait_for (inside
+    gufo-snmp) does when its future completes just as the cancel comes."""
+
+    async def poll(self, device: Device, profile: Profile) -> Reading:
+        with contextlib.suppress(asyncio.CancelledError):  # the answer came as the cancel did
+            await self.clock.sleep(5.0)
+        return Reading(device_id=device.id, at=self.clock.now(), reachable=True, values={"x": 1})
+
+
+async def test_a_cancel_swallowed_by_a_poll_still_stops_the_scheduler() -> None:
+    clock = FakeClock()
+    got: list[Reading] = []
+
+    async def sink(r: Reading) -> None:
+        got.append(r)
+
+    jobs = [PollJob(device("ap-1"), PROFILE, SwallowingCollector(clock))]
+    task = asyncio.create_task(Scheduler(clock, jobs, sink, jitter=0.0).run())
+    await clock.advance(1.0)  # the first poll is under way
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=2.0)  # real time: it must not go on for ever
+    assert task in done and task.cancelled()
+    assert got == []  # the reading of the cancelled poll is not handed on
