@@ -6,7 +6,7 @@
 Each benchmark is also a script of its own (python bench/NAME.py --help). They print their
 tables and write bench/results/NAME.json; this writes bench/results/summary.json. None of this
 is part of the test suite. Needs: snmpd, mosquitto, prometheus-snmp-exporter (Debian), and
-optionally ezsnmp (pip). The whole run takes about 12 minutes, --quick about 6.
+optionally ezsnmp (pip). The whole run takes about 9 minutes, --quick about 5.
 """
 
 from __future__ import annotations
@@ -118,13 +118,14 @@ def _backlog(d: dict[str, Any]) -> list[list[Any]]:
 
 def _footprint(d: dict[str, Any]) -> list[list[Any]]:
     out: list[list[Any]] = []
-    for m in d["memory"]:
+    for m in d["memory"]:  # the target is for a gateway's install (no test tools)
+        target = m["devices"] == 1000 and str(m["install"]).startswith("gateway")
         out.append(
             [
                 f"peak RSS, {m['devices']} devices, {m['install']}",
                 f"{m['peak_rss_mb']:.0f} MB",
-                f"<= {d['target_rss_mb_at_1000']:g} MB" if m["devices"] == 1000 else "",
-                m["peak_rss_mb"] <= d["target_rss_mb_at_1000"] if m["devices"] == 1000 else None,
+                f"<= {d['target_rss_mb_at_1000']:g} MB" if target else "",
+                m["peak_rss_mb"] <= d["target_rss_mb_at_1000"] if target else None,
             ]
         )
     disk = d["disk_online"]
