@@ -418,10 +418,13 @@ class Uplink:
                     await self._settle(settled)
                     await outbox.wait_for_work()
                     continue
-                # PUBACKs come in order on one connection: wait for the refill-th oldest, or for
-                # an older one still open (a broker out of order, one publish failed alone);
-                # with all of those done, take_done() below moves at least the oldest on
-                mark = next((f for _, f in itertools.islice(pending, refill) if not f.done()), None)
+                # PUBACKs come in order on one connection: wait for the refill-th oldest; if it is
+                # done but an older one is not (a broker out of order, one publish failed alone),
+                # for that one; with all of them done, take_done() moves at least the oldest on
+                mark: asyncio.Future[int] | None = pending[min(refill, len(pending)) - 1][1]
+                if mark is not None and mark.done():
+                    head = itertools.islice(pending, refill)
+                    mark = next((f for _, f in head if not f.done()), None)
                 if mark is not None:
                     if exhausted and len(pending) < window:  # also wake for new rows
                         work = asyncio.ensure_future(outbox.wait_for_work())
