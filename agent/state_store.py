@@ -130,11 +130,12 @@ class StateStore:
         self._dirty: set[str] = set()  # condition changed: written at the next flush
         self._lock = asyncio.Lock()
         self._writing: asyncio.Future[None] | None = None
-        now = self._clock.monotonic()
+        # loaded rows count as written a gap ago: a change after a start is written at once
+        written = self._clock.monotonic() - condition_gap_s
         for (text,) in self._conn.execute("SELECT reading FROM latest_reading"):
             reading = Reading.model_validate_json(text)
             self._latest[reading.device_id] = reading
-            self._saved[reading.device_id] = (_condition(reading), now)
+            self._saved[reading.device_id] = (_condition(reading), written)
 
     async def record(self, reading: Reading) -> None:
         device_id = reading.device_id
