@@ -137,6 +137,7 @@ Auth: TypeAlias = CommunityData | UsmUserData
 Answer = tuple[int, int, list[Any]]  # error status, error index, varbinds
 T = TypeVar("T")
 SILENT_SLOTS_PER_SLOT = 4
+RETRY_FAST_AFTER_S = 3600.0  # a fast-path fallback or an empty GET is tried again after
 
 
 class _NoMibCompiler:
@@ -182,8 +183,8 @@ class _Session:
     context: ContextData
     auth: Auth | None = None  # v3: None until the agent's engine ID is known
     rows_seen: dict[str, int] = field(default_factory=dict)  # table -> rows at the last walk
-    fast: bool = True  # v2c through gufo-snmp; False once it could not decode an answer
-    empty_gets: set[tuple[str, ...]] = field(default_factory=set)  # fast GETs with no object
+    fast_off_until: float = 0.0  # v2c through pysnmp until then (gufo-snmp could not decode)
+    empty_gets: dict[tuple[str, ...], float] = field(default_factory=dict)  # no object, until
 
     @property
     def request_limit(self) -> float:
@@ -539,7 +540,8 @@ class SnmpCollector:
     async def _read(self, poll: _Poll) -> None:
         session = poll.session
         assert session is not None
-        if self.v2c_fast and session.fast and isinstance(session.creds, SnmpV2c):
+        fast = time.monotonic() >= session.fast_off_until
+        if self.v2c_fast and fast and isinstance(session.creds, SnmpV2c):
             await self._fast_read(poll, session)
             return
         if session.auth is None:
@@ -669,12 +671,12 @@ class SnmpCollector:
         except TimeoutError:  # the hard cap on one request, above the client's own timeouts
             raise self._failure(poll, errind.requestTimedOut) from None
         except snmp_fast.SnmpDecodeError as exc:  # it answered: pysnmp reads it from now on
-            session.fast = False
+            session.fast_off_until = time.monotonic() + RETRY_FAST_AFTER_S
             where = f"{session.host}:{session.port}"
             text = f"{where} answered what gufo-snmp cannot decode: {exc}"
             message = self._scrub(text, poll.device)
             log.warning("snmp_fast_path_off", device=poll.device.id, error=message)
-            error = ReadingError(code="protocol", message=message + " (read by pysnmp next time)")
+            error = ReadingError(code="protocol", message=message + " (pysnmp reads it for 1 h)")
             raise _PollError(error, reachable=True) from None
         except (snmp_fast.SnmpError, OSError) as exc:
             raise self._failure(poll, exc) from None
@@ -693,7 +695,7 @@ class SnmpCollector:
 
         answer = await self._fast_request(poll, get)
         chunk = tuple(m.oid for m in metrics)
-        if not answer and len(metrics) > 1 and chunk not in session.empty_gets:
+        if not answer and len(metrics) > 1 and session.empty_gets.get(chunk, 0) < time.monotonic():
             # nothing at all: maybe a tooBig (gufo-snmp does not report it): ask in halves
             values, errors = len(poll.values), len(poll.errors)
             half = len(metrics) // 2
@@ -702,7 +704,8 @@ class SnmpCollector:
             if len(poll.values) == values and all(
                 e.code == "no_such_object" for e in poll.errors[errors:]
             ):
-                session.empty_gets.add(chunk)  # none of them exists: no halves next time
+                # none of them exists: no halves for an hour (then again, in case of a tooBig)
+                session.empty_gets[chunk] = time.monotonic() + RETRY_FAST_AFTER_S
             return
         for metric in metrics:
             if metric.oid not in answer:
@@ -740,8 +743,10 @@ class SnmpCollector:
                     i = by_oid.get(column)
                     if i is None or i not in walk.columns:
                         continue
-                    if counts[i] >= table.max_rows:
+                    if counts[i] >= table.max_rows:  # a row past max_rows: the table is longer
                         cut.add(i)
+                        if cut.issuperset(walk.columns):
+                            return  # every column of this stream is full: ask no further
                         continue
                     counts[i] += 1
                     spec = table.columns[i]
@@ -750,9 +755,6 @@ class SnmpCollector:
                         bad.setdefault(spec.name, []).append(result.message)
                     else:
                         rows.setdefault(oid[depth:], {})[spec.name] = result
-                    if all(counts[j] >= table.max_rows for j in walk.columns):
-                        cut.update(walk.columns)  # perhaps more rows: not asked for
-                        return  # max_rows of every column of this stream: ask no further
 
         longer = seen is not None and seen > table.max_rows  # cut at max_rows last time
         for walk in snmp_fast.plan_walks(columns, whole_entries=not longer):

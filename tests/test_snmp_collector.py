@@ -661,6 +661,6 @@ async def test_an_answer_the_fast_path_cannot_decode_moves_the_device_to_pysnmp(
     await collector.close()
 
     assert first.reachable and codes(first) == [("protocol", None)]  # it did answer
-    assert "gufo-snmp cannot decode" in first.errors[0].message
+    assert "gufo-snmp cannot decode" in first.errors[0].message and "1 h" in first.errors[0].message
     assert second.ok and second.values["name"], second.errors
     assert len(fast.sizes) == 1 and len(pysnmp_get.sizes) >= 1  # the second through pysnmp
