@@ -9,13 +9,16 @@ every shipped rule (faults.db: fault state, event journal, rule memory) and the 
 in circuits of 10, lit from dusk to dawn in Tangerang Selatan, report every --interval-s (300 s
 by default; the stores write on changes and on timers, so the poll interval matters little).
 Run twice: quiet (no fault), and with --faults-per-hour lamps (one per circuit, taking turns)
-silent for 30 minutes each hour: raised, then cleared.
+silent for 30 minutes each hour: raised, then cleared; in both, --flapping lamps (a lossy link)
+report an error at every other poll.
 Measured: the bytes this process's threads pass to write() and pwrite() (/proc/self/io `wchar`;
 nothing else is written to), during the day (after the first round, which writes every device
 once) and at shutdown. In a real day those writes are minutes apart and each reaches the card;
 the kernel's `write_bytes` counts a page rewritten within its writeback delay once, which in a
-day compressed into a minute undercounts and varies from run to run. Not in it: the poll path,
-telemetry (in memory while online), logs (journald); bench/footprint.py runs the whole agent.
+day compressed into a minute undercounts and varies from run to run. Not counted: SQLite's
+shared-memory index (`-shm`, written back by the kernel now and then), the file system's own
+journal, the SD card's erase-block amplification; the poll path, telemetry (in memory while
+online), logs (journald). bench/footprint.py runs the whole agent.
 Writes bench/results/disk_day.json.
 """
 
@@ -97,6 +100,7 @@ async def day(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     profile = config.profiles["pju-generic"]
     lamp = LampController(rated_w=60, clock=clock.monotonic)
     ids = [d.id for d in config.devices]
+    flapping = set(ids[5 :: max(1, len(ids) // max(1, args.flapping))][: args.flapping])
     rounds = round(args.hours * 3600 / args.interval_s)
     down: dict[str, float] = {}  # device -> silent until (monotonic)
     turn, before, real0 = 0, proc_io(), time.monotonic()
@@ -118,12 +122,16 @@ async def day(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 reading = dead(device_id, now)
             else:
                 reading = reading_from_records(records, device_id, profile, now)
+                if device_id in flapping and n % 2:  # a lossy link: every other poll an error
+                    error = ReadingError(code="wrong_type", message="garbled", metric="lux")
+                    reading = reading.model_copy(update={"errors": [error]})
             await store.record(reading)
             await engine.on_reading(reading)
         await engine.tick()
         await poll(lambda: drained(uplink))
         await clock.advance(args.interval_s)
     await poll(lambda: drained(uplink))
+    await store.flush()  # waits for a flush under way (its lock), e.g. the daily refresh
     during = proc_io()["wchar"] - before["wchar"]
     real = time.monotonic() - real0
 
@@ -147,6 +155,7 @@ async def day(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "simulated_hours": args.hours,
         "interval_s": args.interval_s,
         "faults_per_hour": args.faults_per_hour,
+        "flapping_devices": args.flapping,
         "events": len(events),
         "event_types": dict(Counter(f"{e.fault_type} {e.state}" for e in events)),
         "bytes_written": during,
@@ -203,6 +212,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--hours", type=float, default=24.0, help="simulated hours")
     p.add_argument("--interval-s", type=float, default=300.0, help="simulated poll interval")
     p.add_argument("--faults-per-hour", type=int, default=1)
+    p.add_argument(
+        "--flapping", type=int, default=5, help="lamps whose every other reading has an error"
+    )
     p.add_argument("--dir", default=None, help="where the state files go (a real disk)")
     p.add_argument("--quick", action="store_true", help="6 simulated hours")
     args = p.parse_args(argv)
