@@ -18,6 +18,7 @@ import structlog
 from agent.faults.rules._common import fmt, number
 from agent.faults.rules.power_deviation import PowerDeviation, PowerDeviationSettings, limits
 from agent.faults.settings import resolve_settings
+from collectors.mqtt_json import broker_client
 from collectors.reading import Reading
 from collectors.snmp import SnmpCollector, SnmpSetError
 from firmware_config.loader import LoadedConfig
@@ -87,25 +88,7 @@ def mqtt_command(write: Write, device: Device, value: float) -> tuple[str, bytes
 
 async def publish_once(broker: BrokerConfig, topic: str, payload: bytes) -> None:
     """Publish one command on the device broker (own short connection, QoS 1, not retained)."""
-    try:
-        password = broker.password.resolve().get_secret_value() if broker.password else None
-    except ValueError as exc:  # names the file or variable, never the value
-        raise aiomqtt.MqttError(f"password: {exc}") from None
-    tls = None
-    if broker.tls is not None:
-        tls = aiomqtt.TLSParameters(
-            ca_certs=str(broker.tls.ca_file) if broker.tls.ca_file else None,
-            certfile=str(broker.tls.cert_file) if broker.tls.cert_file else None,
-            keyfile=str(broker.tls.key_file) if broker.tls.key_file else None,
-        )
-    async with aiomqtt.Client(
-        broker.host,
-        broker.port,
-        username=broker.username,
-        password=password,
-        tls_params=tls,
-        timeout=MQTT_TIMEOUT_S,
-    ) as client:
+    async with broker_client(broker, timeout=MQTT_TIMEOUT_S) as client:
         await client.publish(topic, payload, qos=1, timeout=MQTT_TIMEOUT_S)
 
 

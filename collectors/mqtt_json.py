@@ -320,28 +320,10 @@ class MqttDeviceCollector:
                 raise
 
     def _client(self) -> aiomqtt.Client:
-        cfg = self._broker
-        password = None
-        if cfg.password is not None:
-            try:
-                password = cfg.password.resolve().get_secret_value()
-            except ValueError as exc:  # names the file or variable, never the value
-                raise aiomqtt.MqttError(f"password: {exc}") from None
-        tls = None
-        if cfg.tls is not None:
-            tls = aiomqtt.TLSParameters(
-                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
-                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
-                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
-            )
-        return aiomqtt.Client(
-            cfg.host,
-            cfg.port,
-            username=cfg.username,
-            password=password,
-            identifier=cfg.client_id,
-            keepalive=cfg.keepalive_s,
-            tls_params=tls,
+        return broker_client(
+            self._broker,
+            identifier=self._broker.client_id,
+            keepalive=self._broker.keepalive_s,
             clean_session=True,
             max_queued_incoming_messages=10_000,
         )
@@ -357,3 +339,27 @@ class MqttDeviceCollector:
 
     def _where(self) -> dict[str, Any]:
         return {"host": self._broker.host, "port": self._broker.port}
+
+
+def broker_client(broker: BrokerConfig, **options: Any) -> aiomqtt.Client:
+    """An aiomqtt client of the device broker: its credentials and TLS, plus `options`.
+    A password that cannot be read is an MqttError naming its file or variable, never a value."""
+    try:
+        password = broker.password.resolve().get_secret_value() if broker.password else None
+    except ValueError as exc:
+        raise aiomqtt.MqttError(f"password: {exc}") from None
+    tls = None
+    if broker.tls is not None:
+        tls = aiomqtt.TLSParameters(
+            ca_certs=str(broker.tls.ca_file) if broker.tls.ca_file else None,
+            certfile=str(broker.tls.cert_file) if broker.tls.cert_file else None,
+            keyfile=str(broker.tls.key_file) if broker.tls.key_file else None,
+        )
+    return aiomqtt.Client(
+        broker.host,
+        broker.port,
+        username=broker.username,
+        password=password,
+        tls_params=tls,
+        **options,
+    )
