@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from agent.state_store import open_sqlite
+from agent.sqlite_files import open_sqlite
 
 FILE_NAME = "actions.db"
 

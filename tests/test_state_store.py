@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from agent.clock import FakeClock
-from agent.state_store import SCHEMA, StateStore, open_sqlite
+from agent.sqlite_files import open_sqlite
+from agent.state_store import SCHEMA, StateStore
 from collectors.reading import Reading, ReadingError
 from tests.waiting import until
 

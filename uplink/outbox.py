@@ -29,6 +29,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
+from agent.sqlite_files import is_corruption
 from firmware_config.uplink_config import OutboxConfig
 from uplink.contract import (
     ActionDraft,
@@ -47,7 +48,6 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
 # The wire form ends with the `replayed` flag (encode() of FaultEvent, OperatorAction and
 # TelemetryBatch): a replay flips it in the bytes instead of parsing and encoding the message.
 _LIVE_TAIL, _REPLAYED_TAIL = b',"replayed":false}', b',"replayed":true}'
@@ -158,7 +158,7 @@ class Outbox:
         try:
             return fn(*args)
         except sqlite3.DatabaseError as exc:
-            if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+            if not is_corruption(exc):
                 raise
             self._store.recover(str(exc))
             return fn(*args)

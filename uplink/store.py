@@ -32,6 +32,7 @@ from typing import Literal
 
 import structlog
 
+from agent.sqlite_files import connect_checked, is_corruption, move_aside
 from firmware_config.uplink_config import OutboxConfig
 from uplink.contract import ActionDraft, FaultDraft, FaultEvent, OperatorAction, encode
 
@@ -63,22 +64,6 @@ _META_KEYS = ("next_seq", "central_acked_seq", "telemetry_dropped", "faults_refu
 
 
 ROOM_AGAIN = 0.9  # "room again" is logged once the store is below 90% of max_bytes
-SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26  # primary result codes (extended code & 0xFF)
-
-
-class QuickCheckError(sqlite3.DatabaseError):
-    """`PRAGMA quick_check` found damage: treated exactly like SQLITE_CORRUPT."""
-
-    def __init__(self, found: list[str]) -> None:
-        super().__init__(f"quick_check: {'; '.join(found)}"[:500])
-        self.sqlite_errorcode = SQLITE_CORRUPT
-        self.sqlite_errorname = "SQLITE_CORRUPT"
-
-
-def is_corruption(exc: sqlite3.Error) -> bool:
-    """The file itself is damaged or not a database (not: locked, I/O error, full, read-only)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(code, int) and code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB)
 
 
 class OutboxFullError(Exception):
@@ -169,11 +154,7 @@ class Store:
                 self._db.close()
             self._db = None
         stamp = self._now().strftime("%Y%m%dT%H%M%S")
-        moved = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        for suffix in ("", "-wal", "-shm"):
-            src = Path(str(self.path) + suffix)
-            if src.exists():
-                src.replace(Path(str(moved) + suffix))
+        moved = move_aside(self.path, f"{self.path.name}.corrupt-{stamp}")
         self.moved_aside.append(moved)
         floor = int(self._now().timestamp() * 1000)
         next_seq = max(old.next_seq, salvaged.get("next_seq", floor))
@@ -204,18 +185,8 @@ class Store:
             return {}
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(
-            self.path,
-            timeout=self.busy_timeout_s,
-            isolation_level=None,
-            check_same_thread=False,
-        )
+        db = connect_checked(self.path, _SCHEMA, None, self.busy_timeout_s)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            found = [str(row[0]) for row in db.execute("PRAGMA quick_check(20)")]
-            if found != ["ok"]:
-                raise QuickCheckError(found)
-            db.executescript(_SCHEMA)
             db.executemany(
                 "INSERT OR IGNORE INTO meta VALUES (?, ?)",
                 [(k, 1 if k == "next_seq" else 0) for k in _META_KEYS],

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from agent.faults.maintenance import MaintenanceWindow, TargetKind
-from agent.state_store import open_sqlite
+from agent.sqlite_files import open_sqlite
 
 FILE_NAME = "faults.db"
 
